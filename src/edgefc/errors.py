@@ -1,0 +1,127 @@
+"""Every public error of edgefc, one small tree under :class:`EdgefcError`.
+
+The HTTP status of each error lives here too (``http_status``), so the API maps errors in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class EdgefcError(Exception):
+    """Root of all edgefc errors. ``type`` is the name users see in API error bodies."""
+
+    http_status = 500
+    type = "InternalError"
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"type": self.type, "message": self.message}
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+
+class ValidationError(EdgefcError):
+    """Raised by the manifest, bundle and configuration checks; ``problems`` lists ``path: what`` lines."""
+
+    http_status = 422
+    type = "ValidationError"
+
+    def __init__(self, problems: list[str], *, message: str | None = None) -> None:
+        self.problems = list(problems)
+        text = message or ("invalid input:\n  " + "\n  ".join(self.problems))
+        super().__init__(text, details=self.problems)
+
+
+class BadRequest(EdgefcError):
+    """Raised by the API for a request it cannot parse (malformed JSON, wrong content type, bad query)."""
+
+    http_status = 400
+    type = "BadRequest"
+
+
+class PayloadTooLarge(EdgefcError):
+    """Raised by the API when a request body exceeds its cap."""
+
+    http_status = 413
+    type = "PayloadTooLarge"
+
+
+class Unauthorized(EdgefcError):
+    """Raised by the API when the bearer token is missing or wrong."""
+
+    http_status = 401
+    type = "Unauthorized"
+
+
+class NotFound(EdgefcError):
+    """Raised when a named thing (function, invocation, deployment, device) does not exist."""
+
+    http_status = 404
+    type = "NotFound"
+
+
+class Conflict(EdgefcError):
+    """Raised when an operation cannot run in the current state (no previous deployment to roll back to)."""
+
+    http_status = 409
+    type = "Conflict"
+
+
+class DeployFailed(EdgefcError):
+    """Raised by the deployer when a new function version fails to start; the deployment was rolled back."""
+
+    http_status = 422
+    type = "DeployFailed"
+
+
+class Busy(EdgefcError):
+    """Raised by a function manager when its queue is full (``max_queue``): HTTP 429."""
+
+    http_status = 429
+    type = "Busy"
+
+
+class Unavailable(EdgefcError):
+    """Raised when a function cannot take events right now (failed, stopping, gateway shutting down)."""
+
+    http_status = 503
+    type = "Unavailable"
+
+
+class FunctionError(EdgefcError):
+    """An event ended in a failure of the function itself.
+
+    ``type`` is one of ``Handled`` (the handler raised), ``Unhandled`` (the instance died), ``OutOfMemory``
+    and ``Timeout``; ``stack`` holds the formatted traceback lines when there is one.
+    """
+
+    http_status = 502
+
+    def __init__(self, type: str, message: str, stack: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.type = type  # type: ignore[misc]  # per-instance error kind
+        self.stack = list(stack or [])
+        if type == "Timeout":
+            self.http_status = 504  # type: ignore[misc]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "message": self.message, "stack": self.stack}
+
+
+class SandboxError(EdgefcError):
+    """Raised by a sandbox when it cannot start an instance (fork server gone, cgroup not writable, runc error)."""
+
+    type = "SandboxError"
+
+
+class IsolationUnavailable(EdgefcError):
+    """Raised when a function asks for an isolation this gateway cannot provide (``container`` without runc)."""
+
+    http_status = 422
+    type = "IsolationUnavailable"
