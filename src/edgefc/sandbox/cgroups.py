@@ -1,0 +1,183 @@
+"""Per-instance memory cgroups on cgroup v1 and v2, made under one folder per gateway so a restart finds them."""
+
+from __future__ import annotations
+
+import enum
+import os
+import signal
+import time
+from pathlib import Path
+
+from edgefc.errors import SandboxError
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+class CgroupVersion(enum.Enum):
+    V1 = "v1"
+    V2 = "v2"
+    NONE = "none"
+
+
+def detect(root: Path = CGROUP_ROOT) -> CgroupVersion:
+    """Which cgroup layout can hold our memory limits: v2 (unified), v1 (a memory hierarchy), or none."""
+    if (root / "cgroup.controllers").exists():
+        return CgroupVersion.V2
+    if (root / "memory" / "memory.limit_in_bytes").exists():
+        return CgroupVersion.V1
+    return CgroupVersion.NONE
+
+
+def _write(path: Path, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _read(path: Path) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+class CgroupTree:
+    """The folder ``edgefc/<gateway_id>`` that holds every instance cgroup of one gateway."""
+
+    def __init__(self, gateway_id: str, root: Path = CGROUP_ROOT) -> None:
+        self.version = detect(root)
+        if self.version is CgroupVersion.V1:
+            self.base = root / "memory" / "edgefc" / gateway_id
+        elif self.version is CgroupVersion.V2:
+            self.base = root / "edgefc" / gateway_id
+        else:
+            self.base = Path()
+
+    @staticmethod
+    def usable(root: Path = CGROUP_ROOT) -> tuple[bool, str]:
+        """Whether we can create memory cgroups here, with the reason when not."""
+        version = detect(root)
+        if version is CgroupVersion.NONE:
+            return False, "no cgroup memory controller mounted"
+        probe = (root / "memory" if version is CgroupVersion.V1 else root) / "edgefc"
+        try:
+            probe.mkdir(exist_ok=True)
+        except OSError as exc:
+            return False, f"cannot create {probe}: {exc.strerror}"
+        return True, f"cgroup {version.value}"
+
+    def open(self) -> None:
+        """Create the gateway's folder; on v2 enable the memory controller down to it. Raises SandboxError."""
+        try:
+            self.base.mkdir(parents=True, exist_ok=True)
+            if self.version is CgroupVersion.V2:
+                for parent in (self.base.parent.parent, self.base.parent, self.base):
+                    control = parent / "cgroup.subtree_control"
+                    if "memory" not in _read(control).split():
+                        _write(control, "+memory")
+        except OSError as exc:
+            raise SandboxError(f"cannot prepare cgroup folder {self.base}: {exc}") from exc
+
+    def reconcile(self) -> list[str]:
+        """Kill what is left in cgroups of an earlier run of this gateway and remove them; returns their names."""
+        removed: list[str] = []
+        if not self.base.is_dir():
+            return removed
+        for child in sorted(self.base.iterdir()):
+            if child.is_dir():
+                MemoryCgroup(child, self.version).destroy()
+                removed.append(child.name)
+        return removed
+
+    def create(self, name: str, limit_bytes: int) -> MemoryCgroup:
+        """Make the cgroup of one instance with its memory limit (no swap beyond it). Raises SandboxError."""
+        path = self.base / name
+        try:
+            path.mkdir(exist_ok=True)
+            cg = MemoryCgroup(path, self.version)
+            cg.set_limit(limit_bytes)
+        except OSError as exc:
+            raise SandboxError(f"cannot create memory cgroup {path}: {exc}") from exc
+        return cg
+
+
+class MemoryCgroup:
+    """One instance's memory cgroup."""
+
+    def __init__(self, path: Path, version: CgroupVersion) -> None:
+        self.path = path
+        self.version = version
+
+    @property
+    def procs_file(self) -> Path:
+        return self.path / "cgroup.procs"
+
+    def set_limit(self, limit_bytes: int) -> None:
+        if self.version is CgroupVersion.V1:
+            _write(self.path / "memory.limit_in_bytes", str(limit_bytes))
+            memsw = self.path / "memory.memsw.limit_in_bytes"
+            if memsw.exists():
+                _write(memsw, str(limit_bytes))
+            _write(self.path / "memory.swappiness", "0")
+        else:
+            _write(self.path / "memory.max", str(limit_bytes))
+            swap = self.path / "memory.swap.max"
+            if swap.exists():
+                _write(swap, "0")
+
+    def add(self, pid: int) -> None:
+        _write(self.procs_file, str(pid))
+
+    def pids(self) -> list[int]:
+        try:
+            return [int(line) for line in _read(self.procs_file).split()]
+        except OSError:
+            return []
+
+    def memory_bytes(self) -> int | None:
+        name = "memory.usage_in_bytes" if self.version is CgroupVersion.V1 else "memory.current"
+        try:
+            return int(_read(self.path / name))
+        except (OSError, ValueError):
+            return None
+
+    def oom_kills(self) -> int:
+        """How many processes the kernel's OOM killer ended in this cgroup."""
+        name = "memory.oom_control" if self.version is CgroupVersion.V1 else "memory.events"
+        try:
+            for line in _read(self.path / name).splitlines():
+                key, _, value = line.partition(" ")
+                if key == "oom_kill":
+                    return int(value)
+        except (OSError, ValueError):
+            pass
+        return 0
+
+    def hit_limit(self) -> bool:
+        """Whether usage ever reached the limit (v1 failcnt / v2 max events): OOM evidence on old kernels."""
+        try:
+            if self.version is CgroupVersion.V1:
+                return int(_read(self.path / "memory.failcnt")) > 0
+            for line in _read(self.path / "memory.events").splitlines():
+                key, _, value = line.partition(" ")
+                if key in ("max", "oom") and int(value) > 0:
+                    return True
+        except (OSError, ValueError):
+            pass
+        return False
+
+    def destroy(self, timeout: float = 2.0) -> None:
+        """SIGKILL everything inside and remove the folder; the rmdir is retried until the kernel lets go."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for pid in self.pids():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    return
+                time.sleep(0.01)

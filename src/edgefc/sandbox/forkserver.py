@@ -1,0 +1,147 @@
+"""The fork server: a process that has already imported the worker runtime and forks instances on request.
+
+A fork costs ~2 ms where a fresh interpreter costs ~50 ms. The gateway talks to it over a socket pair with
+the frames of :mod:`edgefc.worker.protocol`:
+
+- gateway → server: ``spawn`` {req, instance, key, socket, code_dir, env, cgroup_procs}
+- server → gateway: ``spawned`` {req, pid} | ``spawn_error`` {req, message} | ``exit`` {pid, status}
+
+The server is the parent of every worker, reaps them and reports each exit. It dies with the gateway
+(PR_SET_PDEATHSIG), and its workers die with it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import selectors
+import signal
+import socket
+import sys
+from typing import Any
+
+# Imported here so that a forked worker finds them loaded: this is what makes cold starts cheap.
+import edgefc.sdk  # noqa: F401
+import edgefc.worker.main as worker_main
+from edgefc.worker.protocol import encode, recv_frame
+
+PR_SET_PDEATHSIG = 1
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL us when our parent dies."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _child(req: dict[str, Any], server_pid: int, keep_fds: list[int]) -> None:
+    """Runs in the forked child: become the instance, then serve. Never returns."""
+    code = 1
+    try:
+        os.setsid()
+        die_with_parent()
+        if os.getppid() != server_pid:
+            os._exit(1)
+        signal.set_wakeup_fd(-1)
+        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
+            signal.signal(sig, signal.SIG_DFL)
+        for fd in keep_fds:
+            os.close(fd)
+        if req.get("cgroup_procs"):
+            with open(req["cgroup_procs"], "w") as f:
+                f.write(str(os.getpid()))
+        os.environ.clear()
+        os.environ.update(req["env"])
+        os.chdir(req["code_dir"])
+        code = worker_main.run(req["socket"], req["instance"], req["key"], req["code_dir"])
+    except BaseException as exc:  # noqa: BLE001 — anything here must end in _exit, never back in the server
+        try:
+            os.write(2, f"edgefc worker {req.get('instance')}: {exc!r}\n".encode())
+        except OSError:
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+        except Exception:  # noqa: BLE001
+            pass
+        os._exit(code)
+
+
+def serve(ctrl: socket.socket) -> None:
+    """Serve spawn requests on ``ctrl`` until it closes; report every child's exit."""
+    die_with_parent()
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    signal.set_wakeup_fd(w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the gateway stops us by closing ctrl
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the gateway, which stops us in order
+    sel = selectors.DefaultSelector()
+    sel.register(ctrl, selectors.EVENT_READ, "ctrl")
+    sel.register(r, selectors.EVENT_READ, "sig")
+    me = os.getpid()
+    while True:
+        for key, _ in sel.select():
+            if key.data == "sig":
+                try:
+                    os.read(r, 4096)
+                except BlockingIOError:
+                    pass
+                _reap(ctrl)
+                continue
+            try:
+                req = recv_frame(ctrl)
+            except (EOFError, OSError):
+                _kill_all_children()
+                return
+            if req.get("t") != "spawn":
+                continue
+            try:
+                pid = os.fork()
+            except OSError as exc:
+                ctrl.sendall(encode({"t": "spawn_error", "req": req["req"], "message": str(exc)}))
+                continue
+            if pid == 0:
+                _child(req, me, [ctrl.fileno(), r, w])
+            ctrl.sendall(encode({"t": "spawned", "req": req["req"], "pid": pid}))
+        _reap(ctrl)
+
+
+_children: set[int] = set()
+
+
+def _reap(ctrl: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        ctrl.sendall(encode({"t": "exit", "pid": pid, "status": code}))
+
+
+def _kill_all_children() -> None:
+    # Each worker leads its own process group; our children are exactly those groups.
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            if int(fields[1]) == os.getpid():
+                os.killpg(int(entry), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            continue
+
+
+def main() -> None:
+    fd = int(sys.argv[1])
+    ctrl = socket.socket(fileno=fd)
+    serve(ctrl)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

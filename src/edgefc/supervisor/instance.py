@@ -1,0 +1,200 @@
+"""One running instance as the supervisor sees it: its sandbox process, its connection, its events in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from edgefc.errors import EdgefcError, FunctionError
+from edgefc.sandbox.base import ExitStatus, Instance
+from edgefc.worker.protocol import encode, read_frame
+
+log = logging.getLogger("edgefc.instance")
+
+LogSink = Callable[[str, dict[str, Any]], None]  # (instance id, log frame)
+CallHandler = Callable[[str, dict[str, Any]], Awaitable[Any]]  # (op, args) → value
+
+
+class InstanceState(enum.StrEnum):
+    STARTING = "starting"
+    READY = "ready"
+    STOPPING = "stopping"
+    DEAD = "dead"
+
+
+class Runner:
+    """Drives one instance: start handshake, events in flight, deadlines, SDK calls, exit."""
+
+    def __init__(self, instance: Instance, *, on_log: LogSink, on_call: CallHandler) -> None:
+        self.instance = instance
+        self.id = instance.spec.instance_id
+        self.state = InstanceState.STARTING
+        self.started_at = time.time()
+        self.started_mono = time.monotonic()
+        self.last_used = time.monotonic()
+        self.inflight = 0
+        self.exit: ExitStatus | None = None
+        self.exit_reason: str | None = None  # "timeout" when we killed it for a late event
+        self._on_log = on_log
+        self._on_call = on_call
+        self._writer: asyncio.StreamWriter | None = None
+        self._pending: dict[str, asyncio.Future[bytes]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.ended: asyncio.Future[ExitStatus] = asyncio.get_running_loop().create_future()
+
+    async def run(self, streams: Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]], init: dict[str, Any]) -> None:
+        """Serve the instance until it ends; sets ``ready`` and ``ended``. Never raises."""
+        waiter = asyncio.create_task(self.instance.wait(), name=f"wait-{self.id}")
+        reader_task: asyncio.Task[None] | None = None
+        try:
+            conn = asyncio.ensure_future(streams)
+            done, _ = await asyncio.wait({conn, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if conn in done and not conn.cancelled() and conn.exception() is None:
+                reader, self._writer = conn.result()
+                self._writer.write(encode({"t": "init", **init}))
+                reader_task = asyncio.create_task(self._read(reader), name=f"read-{self.id}")
+            else:
+                conn.cancel()
+            status = await waiter
+        except asyncio.CancelledError:
+            self.instance.kill()
+            status = await asyncio.shield(waiter)
+            raise
+        finally:
+            if reader_task is not None:
+                with contextlib.suppress(BaseException):
+                    await asyncio.wait_for(reader_task, 1)
+            self._finish(waiter.result() if waiter.done() and not waiter.cancelled() else ExitStatus(-9))
+
+    def _finish(self, status: ExitStatus) -> None:
+        self.exit = status
+        self.state = InstanceState.DEAD
+        error = self.failure()
+        if not self.ready.done():
+            self.ready.set_exception(error)
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(error)
+        self._pending.clear()
+        for task in self._tasks:
+            task.cancel()
+        if self._writer is not None:
+            self._writer.close()
+        if not self.ended.done():
+            self.ended.set_result(status)
+
+    def failure(self) -> FunctionError:
+        """The error that events in flight get when this instance ends."""
+        status = self.exit or ExitStatus(-9)
+        if status.oom:
+            return FunctionError("OutOfMemory", f"instance {self.id} was killed at its memory limit")
+        if self.exit_reason == "timeout":
+            return FunctionError("Unhandled", f"instance {self.id} was killed because another event timed out")
+        if self.state is InstanceState.STOPPING or self.exit_reason == "stopped":
+            return FunctionError("Unhandled", f"instance {self.id} was stopped")
+        how = f"signal {-status.code}" if status.code < 0 else f"exit code {status.code}"
+        return FunctionError("Unhandled", f"instance {self.id} ended unexpectedly ({how})")
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        try:
+            while True:
+                frame = await read_frame(reader)
+                t = frame["t"]
+                if t == "result":
+                    fut = self._pending.pop(frame["id"], None)
+                    if fut is not None and not fut.done():
+                        fut.set_result(frame.get("payload") or b"")
+                elif t == "error":
+                    fut = self._pending.pop(frame["id"], None)
+                    if fut is not None and not fut.done():
+                        e = frame.get("error") or {}
+                        fut.set_exception(FunctionError(e.get("type", "Handled"), e.get("message", ""), e.get("stack")))
+                elif t == "log":
+                    self._on_log(self.id, frame)
+                elif t == "call":
+                    task = asyncio.create_task(self._serve_call(frame), name=f"call-{self.id}")
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                elif t == "ready":
+                    self.state = InstanceState.READY
+                    if not self.ready.done():
+                        self.ready.set_result(None)
+                elif t == "init_error":
+                    e = frame.get("error") or {}
+                    if not self.ready.done():
+                        self.ready.set_exception(FunctionError("InitError", e.get("message", ""), e.get("stack")))
+        except (EOFError, OSError, ValueError):
+            pass  # the process is ending; run() reports how
+
+    async def _serve_call(self, frame: dict[str, Any]) -> None:
+        try:
+            value = await self._on_call(frame["op"], frame.get("args") or {})
+            reply = {"t": "reply", "cid": frame["cid"], "ok": True, "value": value}
+        except EdgefcError as exc:
+            reply = {"t": "reply", "cid": frame["cid"], "ok": False, "error": exc.to_dict()}
+        except Exception as exc:  # noqa: BLE001 — an SDK call must get an answer whatever happens
+            log.exception("SDK call %s failed", frame.get("op"))
+            reply = {"t": "reply", "cid": frame["cid"], "ok": False, "error": {"type": "InternalError", "message": str(exc)}}
+        if self._writer is not None and not self._writer.is_closing():
+            self._writer.write(encode(reply))
+
+    async def invoke(self, request_id: str, payload: bytes, trigger: dict[str, Any], timeout: float) -> bytes:
+        """Run one event; raises FunctionError (Handled, Timeout, OutOfMemory, Unhandled)."""
+        if self.state is not InstanceState.READY or self._writer is None:
+            raise self.failure() if self.exit else FunctionError("Unhandled", f"instance {self.id} is not ready")
+        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = fut
+        self._writer.write(
+            encode({"t": "invoke", "id": request_id, "payload": payload, "deadline_ms": int(timeout * 1000), "trigger": trigger})
+        )
+        handle = asyncio.get_running_loop().call_later(timeout, self._deadline, request_id, timeout)
+        try:
+            return await fut
+        finally:
+            handle.cancel()
+            self._pending.pop(request_id, None)
+
+    def _deadline(self, request_id: str, timeout: float) -> None:
+        fut = self._pending.pop(request_id, None)
+        if fut is None or fut.done():
+            return
+        fut.set_exception(FunctionError("Timeout", f"the event ran longer than its timeout of {timeout:g} s"))
+        # The worker cannot stop a handler thread, so the instance goes; the next event gets a fresh one.
+        self.exit_reason = "timeout"
+        self.state = InstanceState.STOPPING
+        self.instance.kill()
+
+    async def stop(self, grace: float = 2.0) -> None:
+        """Ask the worker to finish and exit; SIGKILL after ``grace``."""
+        if self.state is InstanceState.DEAD:
+            return
+        self.state = InstanceState.STOPPING
+        self.exit_reason = self.exit_reason or "stopped"
+        if self._writer is not None and not self._writer.is_closing():
+            with contextlib.suppress(Exception):
+                self._writer.write(encode({"t": "stop"}))
+        try:
+            await asyncio.wait_for(asyncio.shield(self.ended), grace)
+        except TimeoutError:
+            await self.instance.stop(0.5)
+            await asyncio.shield(self.ended)
+
+    def kill(self) -> None:
+        self.instance.kill()
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "pid": self.instance.pid,
+            "state": self.state.value,
+            "started_at": self.started_at,
+            "inflight": self.inflight,
+            "memory_bytes": self.instance.memory_bytes(),
+            "cpu_seconds": self.instance.cpu_seconds(),
+        }

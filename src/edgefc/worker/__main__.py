@@ -1,0 +1,3 @@
+from edgefc.worker.main import main
+
+main()

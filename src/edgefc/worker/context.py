@@ -1,0 +1,54 @@
+"""The ``context`` object a handler receives (CONTRACT §1)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    name: str
+    handler: str
+    memory: int  # MB
+    timeout: float  # s
+    version: str
+    initializer: str | None = None
+
+
+@dataclass(frozen=True)
+class TriggerInfo:
+    type: str  # invoke | timer | message
+    topic: str | None = None
+    source: str | None = None
+
+
+class RequestLoggerAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
+    """``context.logger``: a logger whose records carry the request id."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        extra = dict(kwargs.get("extra") or {})
+        extra.setdefault("request_id", self.extra["request_id"] if self.extra else None)
+        kwargs["extra"] = extra
+        return msg, kwargs
+
+
+class Context:
+    """What a handler knows about its event and itself."""
+
+    def __init__(self, request_id: str, function: FunctionInfo, trigger: TriggerInfo, deadline: float) -> None:
+        self.request_id = request_id
+        self.function = function
+        self.trigger = trigger
+        self._deadline = deadline  # time.monotonic() value
+        self.logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = RequestLoggerAdapter(
+            logging.getLogger(function.name), {"request_id": request_id}
+        )
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+    def __repr__(self) -> str:
+        return f"Context(request_id={self.request_id!r}, function={self.function.name!r})"

@@ -1,0 +1,232 @@
+"""The worker: connects back to the gateway, loads the handler, serves events, carries SDK calls.
+
+Started either as ``python -I -m edgefc.worker`` (containers) or as a fork of the fork server (processes); both
+end up in :func:`run`. The reader loop runs on the main thread; handlers run on a pool of
+``max_concurrency`` threads so an SDK call inside a handler can wait for its reply.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+from edgefc.worker import output
+from edgefc.worker.context import Context, FunctionInfo, TriggerInfo
+from edgefc.worker.protocol import encode, recv_frame
+
+_ENV_KEYS = ("EDGEFC_WORKER_SOCKET", "EDGEFC_WORKER_INSTANCE", "EDGEFC_WORKER_KEY", "EDGEFC_WORKER_CODE")
+
+
+class RemoteError(Exception):
+    """The gateway refused an SDK call; ``error`` is the error dict it sent."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        super().__init__(error.get("message", "error"))
+        self.error = error
+
+
+class Connection:
+    """The worker's end of the socket: thread-safe sends, SDK calls matched to replies by call id."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._send_lock = threading.Lock()
+        self._calls: dict[int, Future[Any]] = {}
+        self._next_cid = 0
+        self._cid_lock = threading.Lock()
+
+    def send(self, frame: dict[str, Any]) -> None:
+        data = encode(frame)
+        with self._send_lock:
+            self.sock.sendall(data)
+
+    def call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
+        """Make an SDK call through the gateway and wait for its reply; raises RemoteError on refusal."""
+        with self._cid_lock:
+            self._next_cid += 1
+            cid = self._next_cid
+            fut: Future[Any] = Future()
+            self._calls[cid] = fut
+        try:
+            self.send({"t": "call", "cid": cid, "op": op, "args": args})
+            reply = fut.result(timeout)
+        finally:
+            self._calls.pop(cid, None)
+        if not reply.get("ok"):
+            raise RemoteError(reply.get("error") or {})
+        return reply.get("value")
+
+    def resolve(self, frame: dict[str, Any]) -> None:
+        fut = self._calls.get(frame.get("cid", -1))
+        if fut is not None and not fut.done():
+            fut.set_result(frame)
+
+    def fail_all(self) -> None:
+        for fut in list(self._calls.values()):
+            if not fut.done():
+                fut.set_result({"ok": False, "error": {"type": "Unavailable", "message": "gateway connection lost"}})
+
+
+class Worker:
+    def __init__(self, conn: Connection, init: dict[str, Any]) -> None:
+        self.conn = conn
+        f = init["function"]
+        self.info = FunctionInfo(
+            name=f["name"],
+            handler=f["handler"],
+            memory=int(f["memory"]),
+            timeout=float(f["timeout"]),
+            version=str(f.get("version", "")),
+            initializer=f.get("initializer"),
+        )
+        self.config = init.get("config")
+        self.pool = ThreadPoolExecutor(max_workers=int(init.get("max_concurrency", 1)), thread_name_prefix="edgefc-h")
+        self.handler: Any = None
+
+    def emit_log(self, level: str, stream: str, request_id: str | None, message: str) -> None:
+        try:
+            self.conn.send(
+                {"t": "log", "time": time.time(), "level": level, "stream": stream, "request_id": request_id, "message": message}
+            )
+        except OSError:
+            pass
+
+    def load(self) -> None:
+        """Import the handler's module and run the initializer; raises whatever they raise."""
+        self.handler = _resolve(self.info.handler)
+        if self.info.initializer:
+            init = _resolve(self.info.initializer)
+            ctx = Context("init", self.info, TriggerInfo("init"), time.monotonic() + self.info.timeout)
+            output.set_request("init")
+            try:
+                init(ctx)
+            finally:
+                output.set_request(None)
+
+    def invoke(self, frame: dict[str, Any]) -> None:
+        rid = frame["id"]
+        trig = frame.get("trigger") or {}
+        deadline = time.monotonic() + frame.get("deadline_ms", self.info.timeout * 1000) / 1000.0
+        ctx = Context(rid, self.info, TriggerInfo(trig.get("type", "invoke"), trig.get("topic"), trig.get("source")), deadline)
+        output.set_request(rid)
+        try:
+            result = self.handler(frame.get("payload", b""), ctx)
+            payload = _encode_result(result)
+        except BaseException as exc:  # noqa: BLE001 — every failure of user code is reported, never fatal
+            stack = output.format_exception(exc, skip=1)
+            self.emit_log("error", "stderr", rid, "".join(stack).rstrip())
+            self._flush_streams()
+            self.conn.send({"t": "error", "id": rid, "error": {"type": "Handled", "message": _describe(exc), "stack": stack}})
+            if isinstance(exc, SystemExit | KeyboardInterrupt):
+                os._exit(1)
+            return
+        finally:
+            output.set_request(None)
+        self._flush_streams()
+        self.conn.send({"t": "result", "id": rid, "payload": payload})
+
+    @staticmethod
+    def _flush_streams() -> None:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _resolve(dotted: str) -> Any:
+    module_name, _, attr = dotted.rpartition(".")
+    module = importlib.import_module(module_name)
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        raise AttributeError(f"module '{module_name}' has no function '{attr}'") from None
+
+
+def _encode_result(result: Any) -> bytes:
+    if result is None:
+        return b""
+    if isinstance(result, bytes | bytearray | memoryview):
+        return bytes(result)
+    if isinstance(result, str):
+        return result.encode("utf-8")
+    try:
+        return json.dumps(result, separators=(",", ":")).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"the handler returned {type(result).__name__}, which is not bytes, str or JSON: {exc}") from exc
+
+
+_worker: Worker | None = None
+
+
+def current() -> Worker:
+    """The running worker (for the SDK); raises RuntimeError outside a function instance."""
+    if _worker is None:
+        raise RuntimeError("edgefc.sdk works only inside a function running on an edgefc gateway")
+    return _worker
+
+
+def run(socket_path: str, instance_id: str, key: str, code_dir: str) -> int:
+    """Serve one instance until the gateway says stop or goes away; returns the exit code."""
+    global _worker
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(socket_path)
+    conn = Connection(sock)
+    conn.send({"t": "hello", "instance": instance_id, "key": key, "pid": os.getpid()})
+    init = recv_frame(sock)
+    worker = _worker = Worker(conn, init)
+
+    output.capture_fds(worker.emit_log)
+    sys.stdout = output.CapturedStream(worker.emit_log, "stdout", "info")
+    sys.stderr = output.CapturedStream(worker.emit_log, "stderr", "warning")
+    root = logging.getLogger()
+    root.handlers[:] = [output.FrameLogHandler(worker.emit_log)]
+    root.setLevel(logging.INFO)
+
+    os.chdir(code_dir)
+    sys.path.insert(0, code_dir)
+    try:
+        worker.load()
+    except BaseException as exc:  # noqa: BLE001 — reported to the gateway, which rolls the deploy back
+        stack = output.format_exception(exc)
+        worker.emit_log("error", "stderr", "init", "".join(stack).rstrip())
+        conn.send({"t": "init_error", "error": {"type": "Handled", "message": _describe(exc), "stack": stack}})
+        return 1
+    conn.send({"t": "ready"})
+
+    try:
+        while True:
+            frame = recv_frame(sock)
+            t = frame["t"]
+            if t == "invoke":
+                worker.pool.submit(worker.invoke, frame)
+            elif t == "reply":
+                conn.resolve(frame)
+            elif t == "stop":
+                worker.pool.shutdown(wait=True)
+                return 0
+    except (EOFError, OSError):
+        conn.fail_all()
+        return 0
+
+
+def main() -> None:
+    """Entry point of ``python -m edgefc.worker``: parameters come from EDGEFC_WORKER_* variables."""
+    params = [os.environ.pop(k, "") for k in _ENV_KEYS]
+    socket_path, instance_id, key, code_dir = params
+    code = run(socket_path, instance_id, key, code_dir or os.getcwd())
+    sys.stdout.flush()
+    os._exit(code)
