@@ -55,6 +55,7 @@ class FunctionPlan:
     version: str
     container: ContainerSpec
     fingerprint: str  # equal fingerprints = unchanged function across deployments
+    isolation: str = "process"  # process | container: the sandbox that runs it
 
 
 class Hooks(Protocol):
@@ -387,6 +388,7 @@ class FunctionManager:
             "name": self.name,
             "mode": self.plan.mode,
             "state": self.state.value,
+            "isolation": self.plan.isolation,
             "version": self.plan.version,
             "code_sha256": self.plan.code_sha,
             "instances": [r.status() for r in self._runners.values()],

@@ -1,0 +1,332 @@
+"""The gateway: one object that owns every component, started and stopped in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import secrets
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from edgefc.config.gateway import GatewayConfig
+from edgefc.config.manifest import FunctionSpec, Isolation
+from edgefc.errors import EdgefcError, FunctionError, NotFound, ValidationError
+from edgefc.gateway.deploy import Deployer, Limits, Prepared
+from edgefc.gateway.store import StateStore
+from edgefc.observe.entry import LogEntry
+from edgefc.observe.gatewaylog import GatewayLogHandler
+from edgefc.observe.logs import LogStore
+from edgefc.observe.metrics import Metrics
+from edgefc.package import BundleStore
+from edgefc.sandbox.base import Sandbox
+from edgefc.sandbox.process import ProcessSandbox
+from edgefc.supervisor.hub import WorkerHub
+from edgefc.supervisor.manager import FunctionManager, FunctionPlan
+
+log = logging.getLogger("edgefc.gateway")
+
+
+def _socket_path(run_dir: Path) -> Path:
+    """The worker socket; Unix socket paths are limited to ~107 bytes, so long data dirs use /tmp."""
+    path = run_dir / "worker.sock"
+    if len(str(path)) <= 100:
+        return path
+    digest = hashlib.sha256(str(run_dir).encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"edgefc-{digest}" / "worker.sock"
+
+
+class Gateway:
+    """Owns the store, sandboxes, worker hub, function managers and observability of one data dir."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.data_dir = Path(config.data_dir).resolve()
+        self.run_dir = self.data_dir / "run"
+        self.token = ""
+        self.gateway_id = ""
+        self.started_at = time.time()
+        self.sandboxes: dict[str, Sandbox] = {}
+        self.isolation_notes: list[str] = []
+        self.store: StateStore | None = None
+        self.hub: WorkerHub | None = None
+        self.logs: LogStore | None = None
+        self.metrics = Metrics()
+        self.deployer: Deployer | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._log_handler: logging.Handler | None = None
+        self.ready = asyncio.Event()
+
+    # ---- life cycle ------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open everything and re-apply the last applied deployment (no network needed). Raises EdgefcError."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.data_dir, 0o700)
+        self.token = self._ensure_secret("admin.token", 32)
+        self.gateway_id = self._ensure_secret("gateway.id", 4)
+        self.run_dir.mkdir(exist_ok=True)
+        self.store = await asyncio.to_thread(StateStore, self.data_dir / "state.db")
+        lc = self.config.logs
+        self.logs = LogStore(
+            self.data_dir / "logs.db", max_bytes_per_function=lc.max_bytes_per_function, max_age_s=lc.max_age_s,
+            rate_limit_lines_per_s=lc.rate_limit_lines_per_s, max_line_bytes=lc.max_line_bytes,
+        )  # fmt: skip
+        await self.logs.start()
+        self._log_handler = GatewayLogHandler(self.logs)
+        logging.getLogger("edgefc").addHandler(self._log_handler)
+        self.hub = WorkerHub(_socket_path(self.run_dir))
+        await self.hub.start()
+        await self._open_sandboxes()
+        limits = Limits(self.config.limits.max_bundle_bytes, self.config.limits.max_bundle_files)
+        self.deployer = Deployer(
+            BundleStore(self.data_dir), limits, make_manager=self._make_manager, resolve_isolation=self._resolve_isolation
+        )
+        await self._restore()
+        self.ready.set()
+
+    async def close(self) -> None:
+        """Stop every instance and component; nothing is left running."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.deployer is not None:
+            await self.deployer.close()
+        for sandbox in self.sandboxes.values():
+            with contextlib.suppress(Exception):
+                await sandbox.close()
+        if self.hub is not None:
+            await self.hub.close()
+        if self._log_handler is not None:
+            logging.getLogger("edgefc").removeHandler(self._log_handler)
+        if self.logs is not None:
+            await self.logs.close()
+        if self.store is not None:
+            self.store.close()
+
+    def _ensure_secret(self, name: str, nbytes: int) -> str:
+        path = self.data_dir / name
+        if path.exists():
+            return path.read_text().strip()
+        value = secrets.token_hex(nbytes)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(value + "\n")
+        return value
+
+    async def _open_sandboxes(self) -> None:
+        process = ProcessSandbox(self.run_dir, gateway_id=self.gateway_id)
+        await process.open()
+        self.sandboxes["process"] = process
+        setting = self.config.isolation.value
+        if setting != "process":
+            ok, why = self._container_available()
+            if ok:
+                from edgefc.sandbox.runc import RuncSandbox
+
+                container = RuncSandbox(self.run_dir / "runc", gateway_id=self.gateway_id, data_dir=self.data_dir)
+                await container.open()
+                self.sandboxes["container"] = container
+            else:
+                note = f"containers unavailable ({why}); functions run in the process sandbox"
+                self.isolation_notes.append(note)
+                log.warning("isolation %s: %s", setting, note)
+
+    @staticmethod
+    def _container_available() -> tuple[bool, str]:
+        try:
+            from edgefc.sandbox.runc import RuncSandbox
+        except ImportError as exc:
+            return False, f"container sandbox not installed: {exc}"
+        return RuncSandbox.available()
+
+    def _resolve_isolation(self, fn: FunctionSpec, path: str) -> tuple[str | None, str | None]:
+        wanted = fn.isolation
+        if wanted is Isolation.DEFAULT:
+            setting = self.config.isolation.value
+            if setting == "auto":
+                return ("container" if "container" in self.sandboxes else "process"), None
+            wanted = Isolation(setting)
+        if wanted is Isolation.CONTAINER and "container" not in self.sandboxes:
+            why = self.isolation_notes[0] if self.isolation_notes else "the gateway runs with isolation: process"
+            return None, f"{path}.isolation: container isolation is not available on this gateway: {why}"
+        return wanted.value, None
+
+    def _make_manager(self, plan: FunctionPlan) -> FunctionManager:
+        assert self.hub is not None
+        return FunctionManager(plan, sandbox=self.sandboxes[plan.isolation], hub=self.hub, hooks=self, socket_path=self.hub.socket_path)
+
+    async def _restore(self) -> None:
+        assert self.store is not None and self.deployer is not None
+        current = await asyncio.to_thread(self.store.current)
+        if current is None:
+            return
+        try:
+            prepared = await asyncio.to_thread(self.deployer.prepare, current["manifest"], {}, stored=current["bundles"])
+            await self.deployer.apply(prepared)
+            log.info("restored deployment %s from the data dir", prepared.version)
+        except EdgefcError as exc:
+            log.error("could not restore deployment %s: %s", current["version"], exc.message)
+        await self._resume_invocations()
+
+    # ---- deployments -----------------------------------------------------------------------------------------
+
+    async def deploy(self, manifest_text: str, uploads: dict[str, bytes]) -> dict[str, Any]:
+        """Validate and apply a deployment. Raises ValidationError or DeployFailed; then nothing changed."""
+        assert self.deployer is not None and self.store is not None
+        async with self.deployer.lock:
+            prepared = await asyncio.to_thread(self.deployer.prepare, manifest_text, uploads)
+            return await self._apply(prepared)
+
+    async def _apply(self, prepared: Prepared) -> dict[str, Any]:
+        assert self.deployer is not None and self.store is not None
+        seq = await asyncio.to_thread(self.store.add_deployment, prepared.version, prepared.manifest_text, prepared.bundles)
+        try:
+            result = await self.deployer.apply(prepared)
+        except EdgefcError as exc:
+            await asyncio.to_thread(self.store.mark_deployment, seq, "rolled_back", exc.message)
+            raise
+        await asyncio.to_thread(self.store.mark_deployment, seq, "applied")
+        return result
+
+    async def rollback(self) -> dict[str, Any]:
+        """Apply the deployment that was applied before the current one. Raises Conflict when there is none."""
+        assert self.deployer is not None and self.store is not None
+        async with self.deployer.lock:
+            previous = await asyncio.to_thread(self.store.previous)
+            if previous is None:
+                raise Deployer.no_previous()
+            prepared = await asyncio.to_thread(self.deployer.prepare, previous["manifest"], {}, stored=previous["bundles"])
+            return await self._apply(prepared)
+
+    async def deployment_info(self) -> dict[str, Any]:
+        assert self.store is not None
+        current = await asyncio.to_thread(self.store.current)
+        previous = await asyncio.to_thread(self.store.previous)
+        latest = await asyncio.to_thread(self.store.latest)
+        return {
+            "version": current["version"] if current else None,
+            "manifest": current["manifest"] if current else None,
+            "applied_at": current["applied_at"] if current else None,
+            "status": latest["status"] if latest else "none",
+            "message": latest["message"] if latest else None,
+            "previous_version": previous["version"] if previous else None,
+            "bundles": current["bundles"] if current else {},
+        }
+
+    # ---- functions -------------------------------------------------------------------------------------------
+
+    def has_function(self, name: str) -> bool:
+        return self.deployer is not None and name in self.deployer.managers
+
+    def manager(self, name: str) -> FunctionManager:
+        manager = self.deployer.manager(name) if self.deployer else None
+        if manager is None:
+            raise NotFound(f"no function named {name!r} is deployed")
+        return manager
+
+    def function_status(self, name: str) -> dict[str, Any]:
+        status = self.manager(name).status()
+        return status
+
+    def functions_status(self) -> list[dict[str, Any]]:
+        managers = self.deployer.managers if self.deployer else {}
+        return [self.function_status(n) for n in sorted(managers)]
+
+    async def invoke(self, name: str, payload: bytes, *, trigger: dict[str, Any] | None = None, request_id: str | None = None) -> bytes:
+        """Run one event synchronously. Raises NotFound, Busy, Unavailable or FunctionError."""
+        return await self.manager(name).invoke(payload, trigger=trigger, request_id=request_id)
+
+    async def invoke_async(self, name: str, payload: bytes, trigger: dict[str, Any] | None = None) -> str:
+        """Accept an event for later: it is on disk before this returns, and runs even across a restart."""
+        assert self.store is not None
+        self.manager(name)
+        inv_id = uuid.uuid4().hex
+        trigger = trigger or {"type": "invoke"}
+        await asyncio.to_thread(self.store.add_invocation, inv_id, name, payload, trigger)
+        self._background(self._run_async(inv_id, name, payload, trigger), f"async-{inv_id}")
+        return inv_id
+
+    async def _run_async(self, inv_id: str, name: str, payload: bytes, trigger: dict[str, Any]) -> None:
+        assert self.store is not None
+        await asyncio.to_thread(self.store.start_invocation, inv_id)
+        result: bytes | None = None
+        error: dict[str, Any] | None = None
+        try:
+            result = await self.invoke(name, payload, trigger=trigger, request_id=inv_id)
+        except EdgefcError as exc:
+            error = exc.to_dict()
+        await asyncio.to_thread(self.store.finish_invocation, inv_id, result=result, error=error)
+
+    async def _resume_invocations(self) -> None:
+        assert self.store is not None
+        for inv_id, name, payload, trigger in await asyncio.to_thread(self.store.unfinished_invocations):
+            if self.has_function(name):
+                self._background(self._run_async(inv_id, name, payload, trigger), f"async-{inv_id}")
+            else:
+                err = {"type": "NotFound", "message": f"function {name!r} is no longer deployed"}
+                await asyncio.to_thread(self.store.finish_invocation, inv_id, result=None, error=err)
+
+    async def invocation(self, inv_id: str) -> dict[str, Any]:
+        assert self.store is not None
+        found = await asyncio.to_thread(self.store.invocation, inv_id)
+        if found is None:
+            raise NotFound(f"no invocation with id {inv_id!r}")
+        return found
+
+    async def restart_function(self, name: str) -> None:
+        await self.manager(name).restart()
+
+    def _background(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- hooks the managers call (supervisor.manager.Hooks) ----------------------------------------------------
+
+    def log(self, function: str, instance_id: str, frame: dict[str, Any]) -> None:
+        if self.logs is not None:
+            self.logs.append(
+                LogEntry(
+                    time=frame.get("time") or time.time(), function=function, instance=instance_id,
+                    request_id=frame.get("request_id") or "", level=frame.get("level") or "info",
+                    stream=frame.get("stream") or "stdout", message=frame.get("message") or "",
+                )
+            )  # fmt: skip
+
+    async def call(self, function: str, op: str, args: dict[str, Any]) -> Any:
+        """Serve an SDK call made by ``function``'s code. Raises EdgefcError (sent back to the caller)."""
+        if op == "invoke":
+            name = str(args.get("name", ""))
+            payload = bytes(args.get("payload") or b"")
+            trigger = {"type": "invoke", "source": f"function:{function}"}
+            if args.get("type") == "async":
+                return await self.invoke_async(name, payload, trigger)
+            timeout = args.get("timeout")
+            coro = self.invoke(name, payload, trigger=trigger)
+            if timeout:
+                try:
+                    return await asyncio.wait_for(coro, float(timeout))
+                except TimeoutError:
+                    raise FunctionError("Timeout", f"no answer from {name!r} within {timeout} s") from None
+            return await coro
+        if op == "publish":
+            return await self.publish_from_function(function, args)
+        raise ValidationError([f"sdk: unknown operation {op!r}"])
+
+    async def publish_from_function(self, function: str, args: dict[str, Any]) -> None:
+        raise ValidationError(["sdk.publish: this gateway has no message router configured"])
+
+    def invocation(self, function: str, trigger: str, outcome: str, seconds: float, cold: bool) -> None:
+        self.metrics.invocation(function, trigger, outcome, seconds)
+
+    def cold_start(self, function: str, seconds: float) -> None:
+        self.metrics.cold_start(function, seconds)
+
+    def restart(self, function: str, reason: str) -> None:
+        self.metrics.restart(function, reason)

@@ -1,0 +1,256 @@
+"""Deployments: validate everything first, store bundles by hash, apply as a diff, roll back on a failed start.
+
+A deployment either applies whole or not at all: a function whose new version cannot import its module or
+whose initializer raises rolls the whole deployment back, and the functions that were running keep running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import json
+import logging
+import tempfile
+import zipfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgefc.config.load import check_function_code, parse_manifest
+from edgefc.config.manifest import FunctionSpec, Manifest
+from edgefc.errors import Conflict, DeployFailed, FunctionError, ValidationError
+from edgefc.package import BundleStore, check_zip, zip_directory
+from edgefc.supervisor.manager import FunctionManager, FunctionPlan
+
+log = logging.getLogger("edgefc.deploy")
+
+MANIFEST_NAMES = ("deployment.yaml", "deployment.yml", "manifest.yaml", "manifest.yml")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_bundle_bytes: int
+    max_bundle_files: int
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A validated deployment whose bundles are stored: ready to apply."""
+
+    version: str
+    manifest_text: str
+    manifest: Manifest
+    bundles: dict[str, str]  # function → sha256
+    plans: dict[str, FunctionPlan]
+
+
+def split_folder_zip(data: bytes, limits: Limits) -> tuple[str, dict[str, bytes]]:
+    """An ``application/zip`` upload of the manifest's folder → (manifest text, bundle per function).
+
+    Raises ValidationError for a bad zip, a missing manifest, or a function whose ``code`` is not inside.
+    """
+    check_zip(data, max_bytes=limits.max_bundle_bytes * 4, max_files=limits.max_bundle_files * 4, label="upload")
+    with tempfile.TemporaryDirectory(prefix="edgefc-upload-") as tmp:
+        root = Path(tmp)
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            archive.extractall(root)  # names were checked by check_zip: no absolute paths, no '..', no links
+        manifest_path = next((root / n for n in MANIFEST_NAMES if (root / n).is_file()), None)
+        if manifest_path is None:
+            raise ValidationError([f"upload: no manifest at the top of the zip (expected one of {', '.join(MANIFEST_NAMES)})"])
+        text = manifest_path.read_text("utf-8", errors="replace")
+        manifest = parse_manifest(text, source=manifest_path.name)
+        bundles: dict[str, bytes] = {}
+        problems: list[str] = []
+        for i, fn in enumerate(manifest.functions):
+            where = f"functions[{i}].code"
+            code = (root / (fn.code or fn.name)).resolve()
+            if not code.is_relative_to(root.resolve()):
+                problems.append(f"{where}: {fn.code!r} points outside the uploaded folder")
+            elif code.is_dir():
+                bundles[fn.name] = zip_directory(code, max_bytes=limits.max_bundle_bytes, max_files=limits.max_bundle_files, label=where)
+            elif code.is_file() and code.suffix == ".zip":
+                bundles[fn.name] = code.read_bytes()
+            else:
+                problems.append(f"{where}: {fn.code!r} is neither a directory nor a .zip in the uploaded folder")
+        if problems:
+            raise ValidationError(problems)
+        return text, bundles
+
+
+def bundles_from_disk(manifest_path: Path, limits: Limits) -> tuple[str, dict[str, bytes]]:
+    """Read a manifest file and zip each function's ``code`` (relative to the manifest): what the CLI uploads."""
+    try:
+        text = manifest_path.read_text("utf-8")
+    except OSError as exc:
+        raise ValidationError([f"{manifest_path}: cannot read: {exc.strerror}"]) from exc
+    manifest = parse_manifest(text, source=str(manifest_path))
+    bundles: dict[str, bytes] = {}
+    problems: list[str] = []
+    for i, fn in enumerate(manifest.functions):
+        where = f"functions[{i}].code"
+        code = manifest_path.parent / (fn.code or fn.name)
+        try:
+            if code.is_dir():
+                bundles[fn.name] = zip_directory(code, max_bytes=limits.max_bundle_bytes, max_files=limits.max_bundle_files, label=where)
+            elif code.is_file():
+                bundles[fn.name] = code.read_bytes()
+            else:
+                problems.append(f"{where}: {str(code)!r} does not exist")
+        except ValidationError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ValidationError(problems)
+    return text, bundles
+
+
+def fingerprint(spec: FunctionSpec, sha: str, isolation: str) -> str:
+    body = json.dumps({"spec": spec.model_dump(mode="json", exclude={"code"}), "sha": sha, "isolation": isolation}, sort_keys=True)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+ManagerFactory = Callable[[FunctionPlan], FunctionManager]
+IsolationResolver = Callable[[FunctionSpec, str], tuple[str | None, str | None]]  # (isolation, problem)
+
+
+class Deployer:
+    """Prepares and applies deployments; owns the table of running function managers."""
+
+    def __init__(self, bundles: BundleStore, limits: Limits, *, make_manager: ManagerFactory,
+                 resolve_isolation: IsolationResolver,
+                 extra_checks: Callable[[Manifest], list[str]] | None = None) -> None:  # fmt: skip
+        self.bundles = bundles
+        self.limits = limits
+        self.make_manager = make_manager
+        self.resolve_isolation = resolve_isolation
+        self.extra_checks = extra_checks
+        self.managers: dict[str, FunctionManager] = {}
+        self.manifest: Manifest | None = None
+        self.version: str | None = None
+        self.lock = asyncio.Lock()
+        self._draining: set[asyncio.Task[None]] = set()
+        self.on_applied: list[Callable[[Prepared], Awaitable[None] | None]] = []
+
+    def prepare(self, manifest_text: str, uploads: dict[str, bytes], *, stored: dict[str, str] | None = None) -> Prepared:
+        """Validate the manifest and every bundle, store the bundles; blocking (run it in a thread).
+
+        ``stored`` maps functions to bundles already in the store (a restart or a rollback). Raises ValidationError
+        listing every problem; nothing is changed then, apart from content-addressed blobs that nothing references.
+        """
+        manifest = parse_manifest(manifest_text)
+        problems: list[str] = []
+        names = {f.name for f in manifest.functions}
+        for extra in sorted(set(uploads) - names):
+            problems.append(f"upload: a bundle part is named {extra!r}, but the manifest has no function of that name")
+        shas: dict[str, str] = {}
+        for i, fn in enumerate(manifest.functions):
+            label = f"functions[{i}] ({fn.name})"
+            if stored and fn.name in stored and self.bundles.has(stored[fn.name]):
+                shas[fn.name] = stored[fn.name]
+                continue
+            data = uploads.get(fn.name)
+            if data is None:
+                problems.append(f"functions[{i}].code: no code bundle uploaded for function {fn.name!r}")
+                continue
+            try:
+                shas[fn.name] = self.bundles.put(
+                    data, label=label, max_bytes=self.limits.max_bundle_bytes, max_files=self.limits.max_bundle_files
+                )
+            except ValidationError as exc:
+                problems.extend(exc.problems)
+        plans: dict[str, FunctionPlan] = {}
+        version = manifest.version or hashlib.sha256(
+            (manifest_text + json.dumps(shas, sort_keys=True)).encode()
+        ).hexdigest()[:12]
+        for i, fn in enumerate(manifest.functions):
+            isolation, problem = self.resolve_isolation(fn, f"functions[{i}]")
+            if problem:
+                problems.append(problem)
+            if fn.name not in shas:
+                continue
+            code_dir = self.bundles.path(shas[fn.name])
+            problems.extend(check_function_code(fn, code_dir, path=f"functions[{i}]"))
+            if isolation is not None:
+                plans[fn.name] = self._plan(fn, shas[fn.name], code_dir, version, isolation)
+        if self.extra_checks is not None:
+            problems.extend(self.extra_checks(manifest))
+        if problems:
+            raise ValidationError(problems)
+        return Prepared(version, manifest_text, manifest, shas, plans)
+
+    def _plan(self, fn: FunctionSpec, sha: str, code_dir: Path, version: str, isolation: str) -> FunctionPlan:
+        current = self.managers.get(fn.name)
+        fp = fingerprint(fn, sha, isolation)
+        if current is not None and current.plan.fingerprint == fp:
+            version = current.plan.version  # unchanged: it keeps the version it was deployed with
+        return FunctionPlan(
+            name=fn.name, handler=fn.handler, initializer=fn.initializer, mode=fn.mode.value,
+            memory_mb=fn.memory_mb, timeout_s=float(fn.timeout_s),
+            idle_timeout_s=float(fn.effective_idle_timeout_s or 0.0), max_concurrency=fn.max_concurrency,
+            max_instances=fn.max_instances, max_queue=fn.max_queue, env=dict(fn.env), config=fn.config,
+            code_dir=code_dir, code_sha=sha, version=version, container=fn.container_spec(),
+            fingerprint=fp, isolation=isolation,
+        )  # fmt: skip
+
+    async def apply(self, prepared: Prepared) -> dict[str, Any]:
+        """Apply a prepared deployment as a diff. Raises DeployFailed (and changes nothing) if a function fails to start."""
+        old = self.managers
+        kept: dict[str, FunctionManager] = {}
+        fresh: dict[str, FunctionManager] = {}
+        for name, plan in prepared.plans.items():
+            current = old.get(name)
+            if current is not None and current.plan.fingerprint == plan.fingerprint:
+                kept[name] = current
+            else:
+                fresh[name] = self.make_manager(plan)
+        results = await asyncio.gather(*(self._start(m) for m in fresh.values()), return_exceptions=True)
+        failures = [(m.name, r) for m, r in zip(fresh.values(), results, strict=True) if isinstance(r, BaseException)]
+        if failures:
+            await asyncio.gather(*(m.close(drain=False) for m in fresh.values()))
+            details = []
+            for name, exc in failures:
+                if isinstance(exc, FunctionError):
+                    details.append({"function": name, "type": exc.type, "message": exc.message, "stack": exc.stack})
+                else:
+                    details.append({"function": name, "type": type(exc).__name__, "message": str(exc)})
+            names = ", ".join(n for n, _ in failures)
+            first = details[0]["message"]
+            raise DeployFailed(
+                f"deployment {prepared.version} rolled back: {names} failed to start ({first})", details=details
+            )
+        self.managers = {**kept, **fresh}
+        self.manifest = prepared.manifest
+        self.version = prepared.version
+        for name, manager in old.items():
+            if kept.get(name) is not manager:
+                task = asyncio.create_task(manager.close(drain=True), name=f"drain-{name}")
+                self._draining.add(task)
+                task.add_done_callback(self._draining.discard)
+        for hook in self.on_applied:
+            outcome = hook(prepared)
+            if outcome is not None:
+                await outcome
+        log.info(
+            "deployment %s applied: %d started, %d unchanged, %d removed",
+            prepared.version, len(fresh), len(kept), len(set(old) - set(prepared.plans)),
+        )  # fmt: skip
+        return {"version": prepared.version, "started": sorted(fresh), "unchanged": sorted(kept),
+                "removed": sorted(set(old) - set(prepared.plans))}  # fmt: skip
+
+    async def _start(self, manager: FunctionManager) -> None:
+        if manager.plan.mode == "on_demand":
+            await manager.probe()
+        await manager.start()
+
+    async def close(self) -> None:
+        managers, self.managers = self.managers, {}
+        await asyncio.gather(*(m.close(drain=False) for m in managers.values()), return_exceptions=True)
+        await asyncio.gather(*self._draining, return_exceptions=True)
+
+    def manager(self, name: str) -> FunctionManager | None:
+        return self.managers.get(name)
+
+    @staticmethod
+    def no_previous() -> Conflict:
+        return Conflict("there is no previous deployment to roll back to")

@@ -1,0 +1,100 @@
+"""Running a gateway in the foreground: the Gateway and its HTTP API on one event loop until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+
+from edgefc.api.app import create_app
+from edgefc.config.gateway import GatewayConfig
+from edgefc.errors import EdgefcError
+from edgefc.gateway.core import Gateway
+from edgefc.gateway.deploy import Limits, bundles_from_disk
+
+log = logging.getLogger("edgefc.gateway")
+
+
+def _bind(listen: str) -> socket.socket:
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, int(port)))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def serve(config: GatewayConfig, *, deploy: Path | None = None) -> int:
+    """Start the gateway, serve the API, stop everything cleanly on SIGINT/SIGTERM; returns an exit code."""
+    gateway = Gateway(config)
+    try:
+        sock = _bind(config.listen)
+    except OSError as exc:
+        log.error("cannot listen on %s: %s", config.listen, exc.strerror)
+        return 3
+    host, port = sock.getsockname()[:2]
+    url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
+    await gateway.start()
+    app = create_app(gateway)
+    server = uvicorn.Server(
+        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http="httptools", loop="none",
+                       timeout_keep_alive=30, limit_concurrency=4096)
+    )  # fmt: skip
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+    (gateway.data_dir / "gateway.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    log.info("gateway %s listening on %s (data dir %s)", gateway.gateway_id, url, gateway.data_dir)
+    print(f"edgefc gateway listening on {url} — data dir {gateway.data_dir}", file=sys.stderr, flush=True)
+    serving = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+    try:
+        if deploy is not None:
+            await _deploy_at_start(gateway, deploy, url)
+        await serving
+    finally:
+        server.should_exit = True
+        await asyncio.gather(serving, return_exceptions=True)
+        await gateway.close()
+        (gateway.data_dir / "gateway.json").unlink(missing_ok=True)
+        sock.close()
+    return 0
+
+
+async def _deploy_at_start(gateway: Gateway, manifest: Path, url: str) -> None:
+    limits = Limits(gateway.config.limits.max_bundle_bytes, gateway.config.limits.max_bundle_files)
+    try:
+        text, uploads = await asyncio.to_thread(bundles_from_disk, manifest, limits)
+        result = await gateway.deploy(text, uploads)
+    except EdgefcError as exc:
+        print(f"deploy of {manifest} failed: {exc.message}", file=sys.stderr, flush=True)
+        return
+    names = ", ".join(result["started"] + result["unchanged"]) or "nothing"
+    print(f"deployed {manifest} (version {result['version']}): {names}", file=sys.stderr)
+    first = (result["started"] + result["unchanged"] or ["hello"])[0]
+    print(
+        f"try it in another terminal:\n  .venv/bin/edgefc invoke {first} --data '{{\"name\":\"edge\"}}'\n"
+        f"  .venv/bin/edgefc ps\n(API {url}, token in {gateway.data_dir / 'admin.token'}; Ctrl-C stops everything)",
+        file=sys.stderr, flush=True,
+    )  # fmt: skip
+
+
+def run(config: GatewayConfig, *, deploy: Path | None = None) -> int:
+    """Blocking entry point used by ``edgefc gateway run``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        import uvloop
+
+        return uvloop.run(serve(config, deploy=deploy))
+    except ImportError:
+        return asyncio.run(serve(config, deploy=deploy))
