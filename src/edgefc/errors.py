@@ -125,3 +125,14 @@ class IsolationUnavailable(EdgefcError):
 
     http_status = 422
     type = "IsolationUnavailable"
+
+
+class QueueFull(EdgefcError):
+    """Raised by the durable queue when accepting a QoS 1 message would pass its byte limit.
+
+    Nothing already accepted is dropped; the publisher gets this error (HTTP 503, retry later) until the
+    targets drain the queue or dead letters are replayed or discarded.
+    """
+
+    http_status = 503
+    type = "QueueFull"

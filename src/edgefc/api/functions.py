@@ -53,7 +53,7 @@ async def invoke(name: str, request: Request) -> Response:
 @router.get("/v1/invocations/{inv_id}")
 async def get_invocation(inv_id: str, request: Request) -> dict[str, Any]:
     """An async invocation's state and, once finished, its result (base64) or error."""
-    found = await request.app.state.gateway.invocation(inv_id)
+    found = await request.app.state.gateway.get_invocation(inv_id)
     result = found.pop("result")
     found["result_base64"] = base64.b64encode(result).decode() if result is not None else None
     return found  # type: ignore[no-any-return]

@@ -272,7 +272,7 @@ class Gateway:
                 err = {"type": "NotFound", "message": f"function {name!r} is no longer deployed"}
                 await asyncio.to_thread(self.store.finish_invocation, inv_id, result=None, error=err)
 
-    async def invocation(self, inv_id: str) -> dict[str, Any]:
+    async def get_invocation(self, inv_id: str) -> dict[str, Any]:
         assert self.store is not None
         found = await asyncio.to_thread(self.store.invocation, inv_id)
         if found is None:

@@ -184,11 +184,13 @@ class FunctionManager:
             return runner
         if self._failed:
             raise Unavailable(f"function '{self.name}' has failed (crash loop); redeploy or restart it")
-        if len(self._waiters) >= self.plan.max_queue and (runner is None or self._waiters):
-            raise Busy(f"function '{self.name}' is busy: {len(self._waiters)} events already wait (max_queue)")
         fut: asyncio.Future[Runner] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         self._maybe_scale()
+        # Events waiting for an instance that is starting do not count against max_queue.
+        if len(self._waiters) > self.plan.max_queue + self._starting * self.plan.max_concurrency:
+            self._waiters.pop()
+            raise Busy(f"function '{self.name}' is busy: {len(self._waiters)} events already wait (max_queue)")
         self._dispatch()
         try:
             return await fut
@@ -222,14 +224,17 @@ class FunctionManager:
     def _maybe_scale(self) -> None:
         if self.plan.mode != "on_demand" or self._closed or self._failed:
             return
-        alive = sum(1 for r in self._runners.values() if r.state in (InstanceState.READY, InstanceState.STARTING))
-        capacity = sum(self.plan.max_concurrency - r.inflight for r in self._runners.values() if r.state is InstanceState.READY)
-        if self._waiters and capacity <= 0 and alive + self._starting < self.plan.max_instances:
+        ready = [r for r in self._runners.values() if r.state is InstanceState.READY]
+        free = sum(self.plan.max_concurrency - r.inflight for r in ready)
+        need = len(self._waiters) - free - self._starting * self.plan.max_concurrency
+        while need > 0 and len(ready) + self._starting < self.plan.max_instances:
+            self._starting += 1  # counted now, so the next event sees this instance coming
             self._background(self._spawn_for_waiters(), f"spawn-{self.name}")
+            need -= self.plan.max_concurrency
 
     async def _spawn_for_waiters(self) -> None:
         try:
-            await self._spawn()
+            await self._spawn(counted=True)
         except FunctionError as exc:
             if not any(r.state is InstanceState.READY for r in self._runners.values()):
                 while self._waiters:
@@ -245,9 +250,10 @@ class FunctionManager:
 
     # ---- instances -------------------------------------------------------------------------------------------
 
-    async def _spawn(self, *, count_cold: bool = True) -> Runner:
+    async def _spawn(self, *, count_cold: bool = True, counted: bool = False) -> Runner:
         """Start one instance and wait until its worker is ready. Raises FunctionError(InitError) or SandboxError."""
-        self._starting += 1
+        if not counted:
+            self._starting += 1
         t0 = time.monotonic()
         iid = f"{self.name[:40]}-{secrets.token_hex(4)}"
         key = secrets.token_hex(16)

@@ -1,0 +1,171 @@
+"""Logs (query and follow), resource stats and Prometheus metrics over HTTP (CONTRACT §4).
+
+Reads ``request.app.state.gateway``: ``logs`` (LogStore), ``stats`` (StatsCollector), ``metrics``
+(Metrics), ``perf`` (PerfTracker) and ``has_function(name)``; ``mqtt_stats()`` too when it has one.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+
+from edgefc.errors import BadRequest, NotFound
+from edgefc.observe.entry import GATEWAY_FUNCTION, Level, LogFilter, StoredEntry
+from edgefc.observe.logs import DEFAULT_LIMIT, MAX_LIMIT, LogStore
+from edgefc.observe.timeexpr import parse_duration, parse_time
+
+router = APIRouter(tags=["observe"])
+
+FOLLOW_BACKLOG = 100  # lines shown before following when no limit is given, like tail -f
+HEARTBEAT_S = 15.0  # an SSE comment this often finds a vanished client even when the function is quiet
+DEFAULT_HISTORY = "1h"
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _limit(text: str | None, default: int) -> int:
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise BadRequest(f"limit: {text!r} is not a whole number", details={"parameter": "limit"}) from None
+    if not 1 <= value <= MAX_LIMIT:
+        raise BadRequest(
+            f"limit: must be between 1 and {MAX_LIMIT}, got {value}", details={"parameter": "limit"}
+        )
+    return value
+
+
+def _flag(text: str | None, param: str) -> bool:
+    if text is None:
+        return False
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise BadRequest(f"{param}: {text!r} is not 1 or 0", details={"parameter": param})
+
+
+async def _check_function(gateway: Any, store: LogStore, name: str) -> None:
+    """404 unless ``name`` is deployed, is the gateway itself, or still has stored lines (removed since)."""
+    if name == GATEWAY_FUNCTION or gateway.has_function(name):
+        return
+    if await store.aselect(name, since=None, until=None, filt=LogFilter(), limit=1, ascending=False):
+        return
+    raise NotFound(f"no function named {name!r}")
+
+
+@router.get("/v1/functions/{name}/logs", response_model=None)
+async def get_logs(
+    name: str,
+    request: Request,
+    since: str | None = None,
+    until: str | None = None,
+    level: str | None = None,
+    q: str | None = None,
+    request_id: str | None = None,
+    limit: str | None = None,
+    order: str = "desc",
+    follow: str | None = None,
+) -> dict[str, Any] | StreamingResponse:
+    """A function's log lines, newest first by default; ``follow=1`` streams new ones as server-sent events."""
+    gateway = request.app.state.gateway
+    store: LogStore = gateway.logs
+    now = time.time()
+    since_t = parse_time(since, now=now, param="since") if since else None
+    until_t = parse_time(until, now=now, param="until") if until else None
+    if order not in ("asc", "desc"):
+        raise BadRequest(f"order: must be asc or desc, got {order!r}", details={"parameter": "order"})
+    filt = LogFilter(
+        level=Level.parse(level) if level else Level.DEBUG,
+        q=q or None,
+        request_id=request_id or None,
+    )
+    following = _flag(follow, "follow")
+    if following and until_t is not None:
+        raise BadRequest("until: cannot be combined with follow=1", details={"parameter": "until"})
+    await _check_function(gateway, store, name)
+    if following:
+        backlog = _limit(limit, FOLLOW_BACKLOG)
+        return StreamingResponse(
+            _follow(store, name, filt, since_t, backlog),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    rows = await store.aselect(
+        name,
+        since=since_t,
+        until=until_t,
+        filt=filt,
+        limit=_limit(limit, DEFAULT_LIMIT),
+        ascending=order == "asc",
+    )
+    return {"entries": [row.to_dict() for row in rows]}
+
+
+def _event(entry: StoredEntry) -> bytes:
+    return b"data: " + json.dumps(entry.to_dict(), ensure_ascii=False).encode() + b"\n\n"
+
+
+async def _follow(
+    store: LogStore, name: str, filt: LogFilter, since: float | None, backlog: int
+) -> AsyncIterator[bytes]:
+    # Subscribe before reading the backlog so no line falls between the two; ids tell the duplicates.
+    sub = store.subscribe(name, filt)
+    try:
+        recent = await store.aselect(name, since=since, until=None, filt=filt, limit=backlog, ascending=False)
+        last_id = recent[0].id if recent else 0
+        for entry in reversed(recent):
+            yield _event(entry)
+        yield b": following\n\n"
+        while True:
+            try:
+                entry = await sub.get(HEARTBEAT_S)
+            except StopAsyncIteration:
+                return  # the store closed: the gateway is stopping
+            if entry is None:
+                yield b": keep-alive\n\n"
+            elif entry.id == 0 or entry.id > last_id:
+                yield _event(entry)
+    finally:
+        sub.close()
+
+
+@router.get("/v1/stats")
+async def get_stats(request: Request, history: str = DEFAULT_HISTORY) -> dict[str, Any]:
+    """Host and per-function resources, performance figures, and ``history`` (a duration, 0 for none)."""
+    gateway = request.app.state.gateway
+    span = 0.0 if history.strip() in ("0", "") else parse_duration(history)
+    if span is None:
+        raise BadRequest(
+            f"history: {history!r} is not a duration such as 10m, 1h, 24h (or 0)",
+            details={"parameter": "history"},
+        )
+    body = gateway.stats.snapshot(history_s=span)
+    functions: dict[str, Any] = body["functions"]
+    perf = gateway.perf
+    for name in set(functions) | set(perf.functions()):
+        figures = functions.setdefault(
+            name, {"cpu_percent": 0.0, "memory_bytes": 0, "memory_limit_bytes": 0, "instances": []}
+        )
+        snap = perf.snapshot(name)
+        figures["invocations_per_s"] = snap["invocations_per_s"]
+        figures["duration_ms"] = snap["duration_ms"]
+    mqtt = getattr(gateway, "mqtt_stats", None)
+    body["mqtt"] = mqtt() if callable(mqtt) else {}
+    return body  # type: ignore[no-any-return]
+
+
+@router.get("/metrics", response_model=None)
+async def get_metrics(request: Request) -> Response:
+    """Prometheus text format of CONTRACT §6's metrics."""
+    body, content_type = request.app.state.gateway.metrics.render()
+    return Response(body, media_type=content_type)

@@ -1,0 +1,3 @@
+from edgefc.cli.main import main
+
+main()

@@ -1,0 +1,291 @@
+"""The gateway's own configuration (CONTRACT §3): ``gateway.yaml``, then ``EDGEFC_…`` variables, then flags.
+
+Every key is optional. ``EDGEFC_MQTT__BROKER=off`` sets ``mqtt.broker``; ``EDGEFC_`` variables that name no
+key (``EDGEFC_TOKEN``, ``EDGEFC_GATEWAY``, ``EDGEFC_REQUIRE_ALL``) belong to other parts and are ignored.
+"""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import ValidationError as PydanticValidationError
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from edgefc.config.fields import Loc, describe
+from edgefc.config.problems import format_loc, translate
+from edgefc.config.yamltext import load_yaml
+from edgefc.errors import ValidationError
+
+ENV_PREFIX = "EDGEFC_"
+ENV_DELIMITER = "__"
+MIB = 1 << 20
+
+
+def split_host_port(text: str) -> tuple[str, int]:
+    """``"127.0.0.1:9999"`` → ``("127.0.0.1", 9999)``; IPv6 as ``[::1]:9999``. Raises ValueError."""
+    host, sep, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535 or any(c in host for c in " /"):
+        raise ValueError(f"{text!r} is not host:port (e.g. 127.0.0.1:9999, [::1]:9999, 0.0.0.0:9999)")
+    return host, int(port)
+
+
+def _check_listen(text: str) -> str:
+    split_host_port(text)
+    return text
+
+
+def _url_checker(schemes: tuple[str, ...], example: str) -> Any:
+    def check(text: str | None) -> str | None:
+        if text is None:
+            return None
+        parts = urlsplit(text)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"{text!r} is not a {' or '.join(schemes)} URL (e.g. {example})")
+        try:
+            parts.port  # noqa: B018  # raises ValueError for a port out of range
+        except ValueError as exc:
+            raise ValueError(f"{text!r} has an invalid port") from exc
+        return text
+
+    return check
+
+
+Listen = Annotated[str, AfterValidator(_check_listen)]
+
+
+class Isolation(enum.StrEnum):
+    """The gateway's isolation: ``auto`` = container where runc, root and cgroups exist, else process."""
+
+    AUTO = "auto"
+    CONTAINER = "container"
+    PROCESS = "process"
+
+
+class BrokerMode(enum.StrEnum):
+    """What ``mqtt.broker`` asks for."""
+
+    MANAGED = "managed"  # a Mosquitto the gateway starts on mqtt.listen
+    EXTERNAL = "external"  # an mqtt://host:port broker someone else runs
+    OFF = "off"
+
+
+def _normalise_broker(value: Any) -> Any:
+    # YAML 1.1 reads a bare `off` as false; both mean "no MQTT".
+    if value is False or (isinstance(value, str) and value.strip().lower() in ("off", "false")):
+        return "off"
+    if isinstance(value, str) and value.strip().lower() == "managed":
+        return "managed"
+    if isinstance(value, str) and value.startswith("mqtt://"):
+        return _url_checker(("mqtt",), "mqtt://192.168.1.10:1883")(value)
+    raise ValueError(f"must be managed, off or mqtt://host:port, got {describe(value)}")
+
+
+class MqttConfig(BaseModel):
+    """``mqtt``: which broker the router talks to."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    broker: Annotated[str, BeforeValidator(_normalise_broker)] = "managed"
+    listen: Listen = "127.0.0.1:1883"
+
+    @property
+    def mode(self) -> BrokerMode:
+        """Managed, external or off."""
+        if self.broker in (BrokerMode.MANAGED, BrokerMode.OFF):
+            return BrokerMode(self.broker)
+        return BrokerMode.EXTERNAL
+
+    @property
+    def broker_address(self) -> tuple[str, int] | None:
+        """(host, port) to connect to: ``listen`` when managed, the URL's when external, None when off."""
+        if self.mode is BrokerMode.OFF:
+            return None
+        if self.mode is BrokerMode.MANAGED:
+            return split_host_port(self.listen)
+        parts = urlsplit(self.broker)
+        return parts.hostname or "", parts.port or 1883
+
+
+def _mqtt_section(value: Any) -> Any:
+    # `mqtt: off` (false in YAML) is the short way to write `mqtt: {broker: off}`.
+    if value is False or value == "off":
+        return {"broker": "off"}
+    return value
+
+
+class CloudConfig(BaseModel):
+    """``cloud``: the control plane this gateway pulls its deployment from, and the upstream broker."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    url: Annotated[str | None, AfterValidator(_url_checker(("http", "https"), "https://cloud.example:8800"))] = None
+    gateway_id: str | None = None
+    token_file: Path | None = None
+    mqtt_url: Annotated[str | None, AfterValidator(_url_checker(("mqtt", "mqtts"), "mqtt://broker:1883"))] = None
+    topic_prefix: str = ""
+
+
+class LogsConfig(BaseModel):
+    """``logs``: how much function output is kept, and how fast a function may write it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_bytes_per_function: Annotated[int, Field(ge=4096)] = 64 * MIB
+    max_age_s: Annotated[float, Field(gt=0)] = 7 * 86400.0
+    rate_limit_lines_per_s: Annotated[int, Field(ge=1)] = 2000
+    max_line_bytes: Annotated[int, Field(ge=256)] = 16 * 1024
+
+
+class QueuesConfig(BaseModel):
+    """``queues``: the durable (QoS 1) queue on disk and the in-memory (QoS 0) queues."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_bytes: Annotated[int, Field(ge=MIB)] = 256 * MIB
+    max_retries: Annotated[int, Field(ge=0)] = 10
+    memory_queue_size: Annotated[int, Field(ge=1)] = 10000
+
+
+class LimitsConfig(BaseModel):
+    """``limits``: caps on what clients may send."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * MIB
+    max_bundle_bytes: Annotated[int, Field(ge=1024)] = 50 * MIB
+    max_bundle_files: Annotated[int, Field(ge=1)] = 10000
+
+
+class GatewayConfig(BaseSettings):
+    """Everything a gateway reads at start; every key has a default."""
+
+    model_config = SettingsConfigDict(
+        frozen=True, extra="forbid", env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER
+    )
+
+    data_dir: Path = Path("./.edgefc")
+    listen: Listen = "127.0.0.1:9999"
+    isolation: Isolation = Isolation.AUTO
+    mqtt: Annotated[MqttConfig, BeforeValidator(_mqtt_section)] = Field(default_factory=MqttConfig)
+    cloud: CloudConfig = Field(default_factory=CloudConfig)
+    logs: LogsConfig = Field(default_factory=LogsConfig)
+    queues: QueuesConfig = Field(default_factory=QueuesConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        """(host, port) the HTTP API binds."""
+        return split_host_port(self.listen)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Explicit values, then ``EDGEFC_…`` variables that name a key; no dotenv, no secrets dir."""
+        return init_settings, _KnownEnvSource(settings_cls)
+
+
+class _KnownEnvSource(EnvSettingsSource):
+    """The environment source, minus variables that name no key (they belong to the CLI or the tests)."""
+
+    def __call__(self) -> dict[str, Any]:
+        return _known_only(super().__call__(), GatewayConfig)
+
+
+def load_gateway_config(path: Path | None = None, **overrides: Any) -> GatewayConfig:
+    """Build the configuration from ``path`` (YAML, optional), ``EDGEFC_…`` variables and ``overrides``.
+
+    Later layers win; ``None`` overrides are ignored; ``overrides`` may nest with ``__`` (``mqtt__broker``).
+    Raises ValidationError naming the file, variable or flag and the key of every bad value.
+    """
+    source = str(path) if path is not None else "gateway.yaml"
+    file_data: Any = {}
+    if path is not None:
+        try:
+            text = path.read_bytes()
+        except OSError as exc:
+            raise ValidationError([f"{source}: cannot read the configuration file ({exc.strerror})"]) from None
+        try:
+            file_data = load_yaml(text, source=source) or {}
+        except ValueError as exc:
+            raise ValidationError([str(exc)]) from None
+        if not isinstance(file_data, dict):
+            raise ValidationError([f"{source}: the configuration must be a mapping of keys, got {describe(file_data)}"])
+    env_data = _KnownEnvSource(GatewayConfig)()
+    flag_data: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is not None:
+            _set_path(flag_data, key.split(ENV_DELIMITER), value)
+    merged = _merge(_merge(file_data, env_data), flag_data)
+    try:
+        return GatewayConfig.model_validate(merged)
+    except PydanticValidationError as exc:
+        problems = translate(exc, GatewayConfig)
+        raise ValidationError(
+            [_origin(loc, message, source, env_data, flag_data) for loc, message in problems]
+        ) from None
+
+
+def _origin(loc: Loc, message: str, source: str, env_data: dict[str, Any], flag_data: dict[str, Any]) -> str:
+    key = format_loc(loc)
+    if _has_path(flag_data, loc):
+        return f"option {key}: {message}"
+    if _has_path(env_data, loc):
+        return f"{ENV_PREFIX}{ENV_DELIMITER.join(str(p).upper() for p in loc)}: {message}"
+    return f"{source}: {key}: {message}" if key else f"{source}: {message}"
+
+
+def _has_path(data: Any, loc: Loc) -> bool:
+    for part in loc:
+        if not isinstance(data, dict) or part not in data:
+            return False
+        data = data[part]
+    return bool(loc)
+
+
+def _known_only(data: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
+    """Drop keys no field has, so an ``EDGEFC_`` variable meant for something else is ignored."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        field = model.model_fields.get(key)
+        if field is None:
+            continue
+        inner = field.annotation
+        if isinstance(value, dict) and isinstance(inner, type) and issubclass(inner, BaseModel):
+            out[key] = _known_only(value, inner)
+        else:
+            out[key] = value
+    return out
+
+
+def _set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
+    for part in path[:-1]:
+        data = data.setdefault(part, {})
+    data[path[-1]] = value
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def env_name(*path: str) -> str:
+    """The environment variable for a key path: ``env_name("mqtt", "broker")`` → ``EDGEFC_MQTT__BROKER``."""
+    return ENV_PREFIX + ENV_DELIMITER.join(part.upper() for part in path)
+

@@ -1,0 +1,68 @@
+"""A routed message and the CONTRACT §1 message event a function receives for it."""
+
+from __future__ import annotations
+
+import base64
+import enum
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+
+
+class SourceType(enum.StrEnum):
+    """Where a message entered the router."""
+
+    DEVICE = "device"
+    FUNCTION = "function"
+    MQTT = "mqtt"
+    CLOUD = "cloud"
+    API = "api"
+    TIMER = "timer"
+
+
+def new_message_id() -> str:
+    """A fresh message id (hex uuid4)."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Message:
+    """One message on its way through the router; immutable so every target sees the same thing."""
+
+    topic: str
+    payload: bytes
+    source_type: SourceType | str
+    source_id: str = ""
+    qos: int = 0
+    id: str = field(default_factory=new_message_id)
+    created_at: float = field(default_factory=time.time)  # Unix seconds
+
+    def __post_init__(self) -> None:
+        """Normalise the source type; raises ValueError for an unknown one or a QoS other than 0/1."""
+        object.__setattr__(self, "source_type", SourceType(self.source_type))
+        if self.qos not in (0, 1):
+            raise ValueError(f"qos must be 0 or 1, got {self.qos!r}")
+        if not isinstance(self.payload, bytes):
+            raise ValueError(f"payload must be bytes, got {type(self.payload).__name__}")
+
+    @property
+    def source(self) -> str:
+        """The source as route ``source`` values spell it: ``device:/pk/dn``, ``function:name``, ``mqtt``…"""
+        if self.source_type in (SourceType.DEVICE, SourceType.FUNCTION):
+            return f"{self.source_type}:{self.source_id}"
+        return str(self.source_type)
+
+    def to_event(self) -> bytes:
+        """The CONTRACT §1 message event as JSON bytes (non-UTF-8 payloads base64-encoded)."""
+        event: dict[str, object] = {"topic": self.topic}
+        try:
+            event["payload"] = self.payload.decode("utf-8")
+        except UnicodeDecodeError:
+            event["payload"] = base64.b64encode(self.payload).decode("ascii")
+            event["payloadEncoding"] = "base64"
+        source_id = self.source_id
+        if self.source_type in (SourceType.API, SourceType.CLOUD) and not source_id:
+            source_id = str(self.source_type)
+        event["source"] = {"type": str(self.source_type), "id": source_id}
+        return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

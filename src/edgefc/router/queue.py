@@ -1,0 +1,421 @@
+"""The durable queue: QoS 1 deliveries in SQLite (WAL), retried with backoff, dead-lettered after N failures.
+
+A message is committed (``synchronous=FULL``) before ``put`` returns and deleted only by ``ack``. Leases are
+kept in memory: after a crash every message that was in flight is simply ready again (at least once).
+Concurrent ``aput``/``aack`` calls are grouped into one transaction, so many publishers share one fsync.
+
+Full policy: the queue counts the bytes of every stored message, dead letters included; a ``put`` that would
+pass ``max_bytes`` raises :class:`~edgefc.errors.QueueFull` (HTTP 503) and nothing accepted is ever dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from edgefc.errors import NotFound, QueueFull
+from edgefc.router.message import Message
+
+T = TypeVar("T")
+_OVERHEAD = 128  # rough per-row cost of ids, source and timestamps, so tiny payloads still count
+_COLUMNS = "id, target, msg_id, topic, payload, source_type, source_id, qos, created_at, attempts"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, msg_id TEXT NOT NULL, topic TEXT NOT NULL,
+    payload BLOB NOT NULL, source_type TEXT NOT NULL, source_id TEXT NOT NULL, qos INTEGER NOT NULL,
+    created_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, ready_at REAL NOT NULL DEFAULT 0,
+    last_error TEXT, size INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS messages_target ON messages (target, id);
+CREATE TABLE IF NOT EXISTS deadletters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, msg_id TEXT NOT NULL, topic TEXT NOT NULL,
+    payload BLOB NOT NULL, source_type TEXT NOT NULL, source_id TEXT NOT NULL, qos INTEGER NOT NULL,
+    created_at REAL NOT NULL, attempts INTEGER NOT NULL, error TEXT NOT NULL, failed_at REAL NOT NULL,
+    size INTEGER NOT NULL);
+"""
+
+
+class FailOutcome(enum.Enum):
+    """What ``fail`` did with a message."""
+
+    RETRY = "retry"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class QueuedMessage:
+    """A leased message: its queue id, target, the message and how often delivery failed before."""
+
+    id: int
+    target: str
+    message: Message
+    attempts: int
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A message that failed ``attempts`` times; ``error`` is the last failure."""
+
+    id: int
+    target: str
+    message: Message
+    attempts: int
+    error: str
+    failed_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape of ``GET /v1/deadletters`` entries."""
+        return {
+            "id": self.id,
+            "target": self.target,
+            "topic": self.message.topic,
+            "message_id": self.message.id,
+            "source": {"type": str(self.message.source_type), "id": self.message.source_id},
+            "size": len(self.message.payload),
+            "attempts": self.attempts,
+            "error": self.error,
+            "failed_at": self.failed_at,
+            "created_at": self.message.created_at,
+        }
+
+
+def _size(message: Message) -> int:
+    return len(message.payload) + len(message.topic) + _OVERHEAD
+
+
+def _message_from(row: tuple[Any, ...]) -> Message:
+    _, _, msg_id, topic, payload, source_type, source_id, qos, created_at = row[:9]
+    return Message(topic, bytes(payload), source_type, source_id, qos, msg_id, created_at)
+
+
+class DurableQueue:
+    """Per-target FIFO queues of QoS 1 deliveries in one SQLite file; see the module docstring.
+
+    Raises sqlite3.Error when the file cannot be opened.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        max_bytes: int,
+        max_retries: int,
+        backoff_base: float = 0.5,
+        backoff_max: float = 60.0,
+    ) -> None:
+        self.path = Path(path)
+        self.max_bytes = max_bytes
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a put survives power loss, not only a crash
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgefc-queue")
+        self._leased: set[int] = set()
+        self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
+        self._pending_lock = threading.Lock()
+        self._flush_scheduled = False
+        self._bytes = sum(
+            self._db.execute(f"SELECT COALESCE(SUM(size), 0) FROM {table}").fetchone()[0]
+            for table in ("messages", "deadletters")
+        )
+        self._closed = False
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    def put(self, target: str, message: Message) -> int:
+        """Store one delivery durably and return its queue id; raises QueueFull when over ``max_bytes``."""
+        return self.put_many([(target, message)])[0]
+
+    def put_many(self, items: Iterable[tuple[str, Message]]) -> list[int]:
+        """Store several deliveries in one transaction (all or none); raises QueueFull when over the limit."""
+        batch = list(items)
+        return self._write(lambda: self._insert(batch))
+
+    def ack(self, queue_id: int) -> None:
+        """Remove a delivered message (a no-op for an unknown id: acks may repeat after a crash)."""
+        self._write(lambda: self._delete(queue_id))
+
+    def fail(self, queue_id: int, error: str) -> FailOutcome:
+        """Record a failed delivery: reschedule with capped jittered backoff, or dead-letter it.
+
+        Raises NotFound for an unknown id.
+        """
+        return self._write(lambda: self._fail(queue_id, error))
+
+    async def aput(self, target: str, message: Message) -> int:
+        """``put`` from the event loop, grouped with concurrent writers into one commit."""
+        return (await self.aput_many([(target, message)]))[0]
+
+    async def aput_many(self, items: Iterable[tuple[str, Message]]) -> list[int]:
+        """``put_many`` from the event loop, grouped with concurrent writers into one commit."""
+        batch = list(items)
+        return await self._grouped(lambda: self._insert(batch))
+
+    async def aack(self, queue_id: int) -> None:
+        """``ack`` from the event loop, grouped with concurrent writers."""
+        await self._grouped(lambda: self._delete(queue_id))
+
+    async def afail(self, queue_id: int, error: str) -> FailOutcome:
+        """``fail`` from the event loop."""
+        return await self._grouped(lambda: self._fail(queue_id, error))
+
+    # -- reading and leasing ---------------------------------------------------------------------------
+
+    def lease(self, target: str, limit: int = 64) -> tuple[list[QueuedMessage], float | None]:
+        """Lease the oldest messages of ``target`` in order, stopping at the first one not ready yet.
+
+        Returns the leased messages and, when none is ready, the seconds until the head is (None when the
+        target's queue is empty). Head-of-line: a message in backoff holds back the ones behind it, which
+        is what keeps per-target order.
+        """
+        now = time.time()
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS}, ready_at FROM messages WHERE target = ? ORDER BY id LIMIT ?",
+                (target, limit + len(self._leased)),
+            ).fetchall()
+            leased: list[QueuedMessage] = []
+            for row in rows:
+                if row[0] in self._leased:
+                    continue
+                if row[10] > now:
+                    return leased, (None if leased else row[10] - now)
+                leased.append(QueuedMessage(row[0], row[1], _message_from(row), row[9]))
+                self._leased.add(row[0])
+                if len(leased) >= limit:
+                    break
+            return leased, None
+
+    async def alease(self, target: str, limit: int = 64) -> tuple[list[QueuedMessage], float | None]:
+        """``lease`` from the event loop."""
+        return await self._in_thread(lambda: self.lease(target, limit))
+
+    def release(self, queue_ids: Iterable[int]) -> None:
+        """Give leased messages back without a verdict (delivery was cancelled); they are ready again."""
+        with self._lock:
+            self._leased.difference_update(queue_ids)
+
+    def deadletters(self, limit: int = 1000) -> list[DeadLetter]:
+        """The dead letters, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT {_COLUMNS}, error, failed_at FROM deadletters ORDER BY id LIMIT ?", (limit,)
+            ).fetchall()
+        return [DeadLetter(r[0], r[1], _message_from(r), r[9], r[10], r[11]) for r in rows]
+
+    async def adeadletters(self, limit: int = 1000) -> list[DeadLetter]:
+        """``deadletters`` from the event loop."""
+        return await self._in_thread(lambda: self.deadletters(limit))
+
+    async def areplay(self, deadletter_id: int) -> int:
+        """``replay`` from the event loop."""
+        return await self._in_thread(lambda: self.replay(deadletter_id))
+
+    async def adiscard(self, deadletter_id: int) -> None:
+        """``discard`` from the event loop."""
+        await self._in_thread(lambda: self.discard(deadletter_id))
+
+    def replay(self, deadletter_id: int) -> int:
+        """Put a dead letter back at the tail of its target's queue with a fresh retry budget.
+
+        Returns the new queue id; raises NotFound for an unknown dead-letter id.
+        """
+        with self._lock, self._transaction():
+            row = self._db.execute(
+                f"SELECT {_COLUMNS}, size FROM deadletters WHERE id = ?", (deadletter_id,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no dead letter with id {deadletter_id}")
+            self._db.execute("DELETE FROM deadletters WHERE id = ?", (deadletter_id,))
+            cursor = self._db.execute(
+                "INSERT INTO messages (target, msg_id, topic, payload, source_type, source_id, qos, created_at,"
+                " size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (*row[1:9], row[10]),
+            )
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def target_of(self, queue_id: int) -> str | None:
+        """The target of a queued message, or None when it is not (or no longer) queued."""
+        with self._lock:
+            row = self._db.execute("SELECT target FROM messages WHERE id = ?", (queue_id,)).fetchone()
+        return row[0] if row else None
+
+    def discard(self, deadletter_id: int) -> None:
+        """Delete a dead letter for good; raises NotFound for an unknown id."""
+        with self._lock, self._transaction():
+            row = self._db.execute("SELECT size FROM deadletters WHERE id = ?", (deadletter_id,)).fetchone()
+            if row is None:
+                raise NotFound(f"no dead letter with id {deadletter_id}")
+            self._db.execute("DELETE FROM deadletters WHERE id = ?", (deadletter_id,))
+            self._bytes -= row[0]
+
+    def stats(self) -> dict[str, Any]:
+        """Depth per target, bytes used and allowed, dead-letter count, messages in flight."""
+        with self._lock:
+            depth = dict(self._db.execute("SELECT target, COUNT(*) FROM messages GROUP BY target").fetchall())
+            dead = self._db.execute("SELECT COUNT(*) FROM deadletters").fetchone()[0]
+            return {
+                "targets": depth,
+                "depth": sum(depth.values()),
+                "bytes": self._bytes,
+                "max_bytes": self.max_bytes,
+                "deadletters": dead,
+                "in_flight": len(self._leased),
+            }
+
+    async def astats(self) -> dict[str, Any]:
+        """``stats`` from the event loop."""
+        return await self._in_thread(self.stats)
+
+    def close(self) -> None:
+        """Finish pending work and close the file."""
+        if self._closed:
+            return
+        self._closed = True
+        self._executor.shutdown(wait=True)
+        with self._lock:
+            self._db.close()
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    def _write(self, op: Callable[[], T]) -> T:
+        with self._lock:
+            before = self._bytes
+            try:
+                with self._transaction():
+                    return op()
+            except BaseException:
+                self._bytes = before  # the rows were rolled back, so is the count
+                raise
+
+    def _insert(self, items: list[tuple[str, Message]]) -> list[int]:
+        size = sum(_size(message) for _, message in items)
+        if self._bytes + size > self.max_bytes:
+            raise QueueFull(
+                f"durable queue full: {self._bytes} of {self.max_bytes} bytes used, "
+                f"{size} more refused; nothing accepted was dropped",
+                details={"bytes": self._bytes, "max_bytes": self.max_bytes},
+            )
+        ids = []
+        for target, m in items:
+            cursor = self._db.execute(
+                "INSERT INTO messages (target, msg_id, topic, payload, source_type, source_id, qos, created_at,"
+                " size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    target,
+                    m.id,
+                    m.topic,
+                    m.payload,
+                    str(m.source_type),
+                    m.source_id,
+                    m.qos,
+                    m.created_at,
+                    _size(m),
+                ),
+            )
+            assert cursor.lastrowid is not None
+            ids.append(cursor.lastrowid)
+        self._bytes += size  # _write and _flush restore the count when the transaction rolls back
+        return ids
+
+    def _delete(self, queue_id: int) -> None:
+        row = self._db.execute("DELETE FROM messages WHERE id = ? RETURNING size", (queue_id,)).fetchone()
+        self._leased.discard(queue_id)
+        if row is not None:
+            self._bytes -= row[0]
+
+    def _fail(self, queue_id: int, error: str) -> FailOutcome:
+        self._leased.discard(queue_id)
+        row = self._db.execute("SELECT attempts FROM messages WHERE id = ?", (queue_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no queued message with id {queue_id}")
+        attempts = row[0] + 1
+        if attempts > self.max_retries:
+            self._db.execute(
+                f"INSERT INTO deadletters ({_COLUMNS}, error, failed_at, size) "
+                f"SELECT {_COLUMNS.replace('attempts', '?')}, ?, ?, size FROM messages WHERE id = ?",
+                (attempts, error, time.time(), queue_id),
+            )
+            self._db.execute("DELETE FROM messages WHERE id = ?", (queue_id,))
+            return FailOutcome.DEAD
+        delay = min(self.backoff_max, self.backoff_base * 2 ** (attempts - 1))
+        delay *= 0.5 + random.random() / 2  # jitter so a fleet of retries does not arrive in lockstep
+        self._db.execute(
+            "UPDATE messages SET attempts = ?, ready_at = ?, last_error = ? WHERE id = ?",
+            (attempts, time.time() + delay, error, queue_id),
+        )
+        return FailOutcome.RETRY
+
+    async def _in_thread(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    async def _grouped(self, op: Callable[[], T]) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        with self._pending_lock:
+            self._pending.append((op, future))
+            start = not self._flush_scheduled
+            self._flush_scheduled = True
+        if start:
+            loop.run_in_executor(self._executor, self._flush, loop)
+        return await future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Run every pending write in one transaction (in the queue's thread), then resolve their futures."""
+        done: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        with self._pending_lock:
+            batch, self._pending = self._pending, []
+            self._flush_scheduled = False
+        with self._lock:
+            before = self._bytes
+            try:
+                with self._transaction():
+                    for op, future in batch:
+                        try:
+                            done.append((future, op(), None))
+                        except (QueueFull, NotFound) as exc:  # refused before writing: the rest commits
+                            done.append((future, None, exc))
+            except Exception as exc:  # the commit itself failed: nothing of the batch is stored
+                self._bytes = before
+                done = [(future, None, exc) for _, future in batch]
+        loop.call_soon_threadsafe(_resolve, done)
+
+
+def _resolve(done: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in done:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE … COMMIT, ROLLBACK on error (the connection runs in autocommit mode otherwise)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -1,0 +1,225 @@
+"""The router: matches each message against the route table and delivers it to every target once.
+
+QoS 1 deliveries are committed to the durable queue before ``publish`` returns; QoS 0 ones go to a bounded
+in-memory queue per target. One *lane* (a task) per target delivers in order: durable messages first, then
+memory ones. A durable message leaves the queue only once the target took it (the function returned, the
+broker sent its PUBACK); a failure retries it with backoff (holding back the messages behind it, which keeps
+the order) until it becomes a dead letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from edgefc.errors import Unavailable
+from edgefc.router.message import Message, SourceType
+from edgefc.router.mqtt import MqttLink
+from edgefc.router.queue import DurableQueue, FailOutcome
+from edgefc.router.routes import RouteTable
+
+log = logging.getLogger("edgefc.router")
+
+DeliverFunction = Callable[[str, Message], Awaitable[None]]
+
+
+def _ignore_routed(route: str) -> None:
+    return None
+
+
+def _ignore_dropped(route: str, reason: str) -> None:
+    return None
+
+
+class Router:
+    """Routes messages to functions, the local broker and the cloud; see the module docstring."""
+
+    def __init__(
+        self,
+        table: RouteTable,
+        *,
+        queue: DurableQueue,
+        deliver_function: DeliverFunction,
+        mqtt_out: MqttLink | None = None,
+        cloud_out: MqttLink | None = None,
+        memory_queue_size: int = 1000,
+        on_routed: Callable[[str], None] = _ignore_routed,
+        on_dropped: Callable[[str, str], None] = _ignore_dropped,
+        cloud_topic_prefix: str = "",
+        lease_batch: int = 64,
+    ) -> None:
+        self.table = table
+        self.queue = queue
+        self.deliver_function = deliver_function
+        self.mqtt_out = mqtt_out
+        self.cloud_out = cloud_out
+        self.memory_queue_size = memory_queue_size
+        self.on_routed = on_routed
+        self.on_dropped = on_dropped
+        self.cloud_topic_prefix = cloud_topic_prefix
+        self.lease_batch = lease_batch
+        self._lanes: dict[str, _Lane] = {}
+        self._running = False
+
+    async def start(self) -> None:
+        """Start delivering, beginning with whatever the durable queue still holds from before."""
+        self._running = True
+        for target in (await self.queue.astats())["targets"]:
+            self._lane(target).wake.set()
+
+    async def close(self) -> None:
+        """Stop every lane; messages being delivered stay in the durable queue (QoS 0 ones are dropped)."""
+        self._running = False
+        lanes, self._lanes = list(self._lanes.values()), {}
+        for lane in lanes:
+            lane.task.cancel()
+        await asyncio.gather(*(lane.task for lane in lanes), return_exceptions=True)
+
+    def replace_table(self, table: RouteTable) -> None:
+        """Switch to a new route table (a redeploy); queued deliveries still go to their targets."""
+        self.table = table
+
+    async def publish(self, message: Message) -> None:
+        """Route one message: returns once every QoS 1 delivery of it is durably queued.
+
+        Raises QueueFull when the durable queue is over its limit (then nothing of this message is routed)
+        and Unavailable after ``close``.
+        """
+        if not self._running:
+            raise Unavailable("the router is not running")
+        deliveries = [
+            d
+            for d in self.table.match(message)
+            # A message that came from the broker is never sent back to the very same topic there.
+            if not (message.source_type is SourceType.MQTT and d.target == f"mqtt:{message.topic}")
+        ]
+        durable = [d for d in deliveries if d.qos == 1]
+        if durable:
+            await self.queue.aput_many([(d.target, message) for d in durable])
+        for delivery in deliveries:
+            for route in delivery.routes:
+                self.on_routed(route)
+            lane = self._lane(delivery.target)
+            if delivery.qos == 0 and not lane.offer(message, delivery.routes[0]):
+                self.on_dropped(delivery.routes[0], "queue_full")
+            lane.wake.set()
+
+    async def replay(self, deadletter_id: int) -> int:
+        """Move a dead letter back into its target's queue and wake that target; returns the new queue id.
+
+        Raises NotFound for an unknown dead-letter id.
+        """
+        new_id = await self.queue.areplay(deadletter_id)
+        target = await asyncio.to_thread(self.queue.target_of, new_id)
+        if target is not None and self._running:
+            self._lane(target).wake.set()
+        return new_id
+
+    def stats(self) -> dict[str, Any]:
+        """Per target: QoS 0 messages waiting, delivered, failed and dropped counts."""
+        return {target: lane.stats() for target, lane in sorted(self._lanes.items())}
+
+    def _lane(self, target: str) -> _Lane:
+        lane = self._lanes.get(target)
+        if lane is None:
+            lane = self._lanes[target] = _Lane(self, target)
+        return lane
+
+    async def send(self, target: str, message: Message, qos: int) -> None:
+        """Hand one message to one target; raises whatever the target raised when it did not take it."""
+        kind, _, rest = target.partition(":")
+        if kind == "function":
+            await self.deliver_function(rest, message)
+        elif kind == "mqtt":
+            if self.mqtt_out is None:
+                raise Unavailable("this gateway has no MQTT broker (mqtt.broker is off)")
+            await self.mqtt_out.publish(rest, message.payload, qos)
+        elif kind == "cloud":
+            if self.cloud_out is None:
+                raise Unavailable("no cloud broker configured (cloud.mqtt_url)")
+            await self.cloud_out.publish(self.cloud_topic(message.topic), message.payload, qos)
+        else:
+            raise ValueError(f"unknown target {target!r}")
+
+    def cloud_topic(self, topic: str) -> str:
+        """The upstream topic of a message: ``topic_prefix/topic`` (just ``topic`` without a prefix)."""
+        if not self.cloud_topic_prefix:
+            return topic
+        return self.cloud_topic_prefix.rstrip("/") + "/" + topic.lstrip("/")
+
+
+class _Lane:
+    """The delivery task of one target, with its bounded QoS 0 queue."""
+
+    def __init__(self, router: Router, target: str) -> None:
+        self.router = router
+        self.target = target
+        self.memory: collections.deque[tuple[Message, str]] = collections.deque()
+        self.wake = asyncio.Event()
+        self.counts = {"delivered": 0, "failed": 0, "dropped": 0, "dead_lettered": 0}
+        self.task = asyncio.create_task(self._run(), name=f"router-lane:{target}")
+
+    def offer(self, message: Message, route: str) -> bool:
+        """Queue a QoS 0 delivery; False when the memory queue is full (the caller counts the drop)."""
+        if len(self.memory) >= self.router.memory_queue_size:
+            self.counts["dropped"] += 1
+            return False
+        self.memory.append((message, route))
+        return True
+
+    def stats(self) -> dict[str, int]:
+        return {"memory_depth": len(self.memory), **self.counts}
+
+    async def _run(self) -> None:
+        queue = self.router.queue
+        while True:
+            self.wake.clear()  # before looking, so a publish that lands meanwhile is not missed
+            batch, wait = await queue.alease(self.target, self.router.lease_batch)
+            if batch:
+                await self._deliver_durable(batch)
+                continue
+            if self.memory:
+                message, route = self.memory.popleft()
+                try:
+                    await self.router.send(self.target, message, 0)
+                    self.counts["delivered"] += 1
+                except Exception as exc:
+                    self.counts["failed"] += 1
+                    self.router.on_dropped(route, "delivery_failed")
+                    log.debug("QoS 0 delivery to %s failed: %s", self.target, exc)
+                continue
+            try:
+                await asyncio.wait_for(self.wake.wait(), wait)
+            except TimeoutError:
+                pass  # the head message's backoff is over
+
+    async def _deliver_durable(self, batch: list[Any]) -> None:
+        queue = self.router.queue
+        acks: list[asyncio.Task[None]] = []
+        pending = [item.id for item in batch]
+        try:
+            for item in batch:
+                try:
+                    await self.router.send(self.target, item.message, 1)
+                except Exception as exc:
+                    self.counts["failed"] += 1
+                    queue.release(pending[1:])
+                    pending = []
+                    outcome = await queue.afail(item.id, f"{type(exc).__name__}: {exc}")
+                    if outcome is FailOutcome.DEAD:
+                        self.counts["dead_lettered"] += 1
+                        log.warning(
+                            "message %s to %s is a dead letter: %s", item.message.id, self.target, exc
+                        )
+                    return
+                pending.pop(0)
+                self.counts["delivered"] += 1
+                # Acks are grouped into one commit per batch; they are awaited before the next lease.
+                acks.append(asyncio.create_task(queue.aack(item.id)))
+        finally:
+            queue.release(pending)
+            if acks:
+                await asyncio.gather(*acks)

@@ -1,0 +1,50 @@
+"""A small app holding the real store, stats, metrics and perf, as the gateway's app will (for the API and CLI tests)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from edgefc.api.observe import router
+from edgefc.errors import EdgefcError
+from edgefc.observe.logs import LogEntry, LogStore
+from edgefc.observe.metrics import Metrics
+from edgefc.observe.perf import PerfTracker
+from edgefc.observe.stats import StatsCollector
+
+
+@dataclass
+class State:
+    logs: LogStore
+    stats: StatsCollector
+    metrics: Metrics
+    perf: PerfTracker
+    functions: set[str] = field(default_factory=lambda: {"alarm", "quiet"})
+    status: list[dict[str, Any]] = field(default_factory=list)
+
+    def has_function(self, name: str) -> bool:
+        return name in self.functions
+
+
+def make_app(state: State) -> FastAPI:
+    app = FastAPI()
+    app.state.gateway = state
+
+    @app.exception_handler(EdgefcError)
+    async def _error(request: Request, exc: EdgefcError) -> JSONResponse:  # what the gateway's app does
+        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
+
+    @app.get("/v1/functions")
+    async def functions() -> list[dict[str, Any]]:  # the gateway's status route, for `top`
+        return state.status
+
+    app.include_router(router)
+    return app
+
+
+def line(message: str, *, level: str = "info", request_id: str = "", t: float | None = None) -> LogEntry:
+    return LogEntry(time.time() if t is None else t, "alarm", "alarm-1", request_id, level, "stdout", message)
