@@ -11,11 +11,12 @@ import secrets
 import tempfile
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from edgefc.config.gateway import GatewayConfig
-from edgefc.config.manifest import FunctionSpec, Isolation
+from edgefc.config.manifest import FunctionSpec, Isolation, Manifest
 from edgefc.errors import EdgefcError, FunctionError, NotFound, ValidationError
 from edgefc.gateway.deploy import Deployer, Limits, Prepared
 from edgefc.gateway.store import StateStore
@@ -24,12 +25,19 @@ from edgefc.observe.gatewaylog import GatewayLogHandler
 from edgefc.observe.logs import LogStore
 from edgefc.observe.metrics import Metrics
 from edgefc.package import BundleStore
-from edgefc.sandbox.base import Sandbox
+from edgefc.sandbox.base import ContainerSpec, Sandbox
 from edgefc.sandbox.process import ProcessSandbox
 from edgefc.supervisor.hub import WorkerHub
 from edgefc.supervisor.manager import FunctionManager, FunctionPlan
 
 log = logging.getLogger("edgefc.gateway")
+
+
+def _port_key(text: str) -> tuple[int, str] | None:
+    from edgefc.sandbox.hostcheck import host_ports
+
+    found = host_ports(ContainerSpec(ports=(text,)))
+    return found[0] if found else None
 
 
 def _socket_path(run_dir: Path) -> Path:
@@ -85,7 +93,8 @@ class Gateway:
         await self._open_sandboxes()
         limits = Limits(self.config.limits.max_bundle_bytes, self.config.limits.max_bundle_files)
         self.deployer = Deployer(
-            BundleStore(self.data_dir), limits, make_manager=self._make_manager, resolve_isolation=self._resolve_isolation
+            BundleStore(self.data_dir), limits, make_manager=self._make_manager, resolve_isolation=self._resolve_isolation,
+            extra_checks=self._host_problems,
         )
         await self._restore()
         self.ready.set()
@@ -156,6 +165,34 @@ class Gateway:
             why = self.isolation_notes[0] if self.isolation_notes else "the gateway runs with isolation: process"
             return None, f"{path}.isolation: container isolation is not available on this gateway: {why}"
         return wanted.value, None
+
+    def _host_problems(self, manifest: Manifest) -> list[str]:
+        """Facts of this host that a manifest must fit: ports free and unique, devices and volumes present."""
+        from edgefc.sandbox.hostcheck import check_container_spec, host_ports
+
+        problems: list[str] = []
+        managers = self.deployer.managers if self.deployer else {}
+        ours = {p for m in managers.values() if m.plan.isolation == "container" for p in host_ports(m.plan.container)}
+        seen: dict[tuple[int, str], str] = {}
+        for i, fn in enumerate(manifest.functions):
+            isolation, _ = self._resolve_isolation(fn, f"functions[{i}]")
+            if isolation != "container":
+                if fn.container is not None and isolation == "process":
+                    problems.append(
+                        f"functions[{i}].container: needs container isolation, but this function would run in the "
+                        f"process sandbox ({'; '.join(self.isolation_notes) or 'gateway isolation is process'})"
+                    )
+                continue
+            spec = fn.container_spec()
+            checkable = replace(spec, ports=tuple(p for p in spec.ports if _port_key(p) not in ours))
+            problems += check_container_spec(checkable, path=f"functions[{i}].container", data_dir=self.data_dir)
+            for port in host_ports(spec):
+                if port in seen:
+                    problems.append(
+                        f"functions[{i}].container.ports: host port {port[0]}/{port[1]} is also mapped by function {seen[port]!r}"
+                    )
+                seen.setdefault(port, fn.name)
+        return problems
 
     def _make_manager(self, plan: FunctionPlan) -> FunctionManager:
         assert self.hub is not None

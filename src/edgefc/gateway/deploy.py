@@ -204,10 +204,22 @@ class Deployer:
                 kept[name] = current
             else:
                 fresh[name] = self.make_manager(plan)
+        # A container that maps host ports must let go of them before its new version can bind them.
+        stopped_first = {n: old[n] for n in fresh if n in old and old[n].plan.container.ports}
+        for manager in stopped_first.values():
+            await manager.close(drain=True)
         results = await asyncio.gather(*(self._start(m) for m in fresh.values()), return_exceptions=True)
         failures = [(m.name, r) for m, r in zip(fresh.values(), results, strict=True) if isinstance(r, BaseException)]
         if failures:
             await asyncio.gather(*(m.close(drain=False) for m in fresh.values()))
+            for name, manager in stopped_first.items():
+                revived = self.make_manager(manager.plan)
+                try:
+                    await self._start(revived)
+                except Exception:  # noqa: BLE001 — it ran before; the keep-alive takes it from here
+                    log.exception("could not bring back the previous version of %s", name)
+                old = {**old, name: revived}
+                self.managers = {**self.managers, name: revived}
             details = []
             for name, exc in failures:
                 if isinstance(exc, FunctionError):
@@ -223,7 +235,7 @@ class Deployer:
         self.manifest = prepared.manifest
         self.version = prepared.version
         for name, manager in old.items():
-            if kept.get(name) is not manager:
+            if kept.get(name) is not manager and name not in stopped_first:
                 task = asyncio.create_task(manager.close(drain=True), name=f"drain-{name}")
                 self._draining.add(task)
                 task.add_done_callback(self._draining.discard)

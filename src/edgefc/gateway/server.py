@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
 import signal
 import socket
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -20,6 +22,14 @@ from edgefc.gateway.core import Gateway
 from edgefc.gateway.deploy import Limits, bundles_from_disk
 
 log = logging.getLogger("edgefc.gateway")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the gateway stops the server, then itself, in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _bind(listen: str) -> socket.socket:
@@ -46,11 +56,10 @@ async def serve(config: GatewayConfig, *, deploy: Path | None = None) -> int:
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     await gateway.start()
     app = create_app(gateway)
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http="httptools", loop="none",
                        timeout_keep_alive=30, limit_concurrency=4096)
     )  # fmt: skip
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))

@@ -4,7 +4,9 @@ QoS 1 deliveries are committed to the durable queue before ``publish`` returns; 
 in-memory queue per target. One *lane* (a task) per target delivers in order: durable messages first, then
 memory ones. A durable message leaves the queue only once the target took it (the function returned, the
 broker sent its PUBACK); a failure retries it with backoff (holding back the messages behind it, which keeps
-the order) until it becomes a dead letter.
+the order) until it becomes a dead letter. ``Unavailable`` is not a failure of the message but an absent
+target (the cloud link is down, the function cannot take events now): the lane waits for it with capped,
+jittered backoff without spending the message's retries, so an hour-long uplink outage dead-letters nothing.
 """
 
 from __future__ import annotations
@@ -12,16 +14,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from edgefc.errors import Unavailable
+from edgefc.errors import NotFound, Unavailable
 from edgefc.router.message import Message, SourceType
 from edgefc.router.mqtt import MqttLink
 from edgefc.router.queue import DurableQueue, FailOutcome
 from edgefc.router.routes import RouteTable
 
 log = logging.getLogger("edgefc.router")
+
+_PAUSE_MIN = 0.05
+_PAUSE_MAX = 5.0
 
 DeliverFunction = Callable[[str, Message], Awaitable[None]]
 
@@ -135,11 +141,11 @@ class Router:
             await self.deliver_function(rest, message)
         elif kind == "mqtt":
             if self.mqtt_out is None:
-                raise Unavailable("this gateway has no MQTT broker (mqtt.broker is off)")
+                raise NotFound("this gateway has no MQTT broker (mqtt.broker is off)")
             await self.mqtt_out.publish(rest, message.payload, qos)
         elif kind == "cloud":
             if self.cloud_out is None:
-                raise Unavailable("no cloud broker configured (cloud.mqtt_url)")
+                raise NotFound("no cloud broker configured (cloud.mqtt_url)")
             await self.cloud_out.publish(self.cloud_topic(message.topic), message.payload, qos)
         else:
             raise ValueError(f"unknown target {target!r}")
@@ -159,7 +165,8 @@ class _Lane:
         self.target = target
         self.memory: collections.deque[tuple[Message, str]] = collections.deque()
         self.wake = asyncio.Event()
-        self.counts = {"delivered": 0, "failed": 0, "dropped": 0, "dead_lettered": 0}
+        self.counts = {"delivered": 0, "failed": 0, "dropped": 0, "dead_lettered": 0, "unavailable": 0}
+        self.pause = _PAUSE_MIN  # the wait while the target is unavailable; doubles up to _PAUSE_MAX
         self.task = asyncio.create_task(self._run(), name=f"router-lane:{target}")
 
     def offer(self, message: Message, route: str) -> bool:
@@ -204,6 +211,12 @@ class _Lane:
             for item in batch:
                 try:
                     await self.router.send(self.target, item.message, 1)
+                except Unavailable as exc:
+                    self.counts["unavailable"] += 1
+                    log.debug("target %s unavailable, retrying in %.2fs: %s", self.target, self.pause, exc)
+                    await asyncio.sleep(self.pause * (0.5 + random.random() / 2))
+                    self.pause = min(self.pause * 2, _PAUSE_MAX)
+                    return
                 except Exception as exc:
                     self.counts["failed"] += 1
                     queue.release(pending[1:])
@@ -216,6 +229,7 @@ class _Lane:
                         )
                     return
                 pending.pop(0)
+                self.pause = _PAUSE_MIN
                 self.counts["delivered"] += 1
                 # Acks are grouped into one commit per batch; they are awaited before the next lease.
                 acks.append(asyncio.create_task(queue.aack(item.id)))

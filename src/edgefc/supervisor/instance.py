@@ -64,7 +64,7 @@ class Runner:
             status = await waiter
         except asyncio.CancelledError:
             self.instance.kill()
-            status = await asyncio.shield(waiter)
+            await asyncio.shield(waiter)
             raise
         finally:
             if reader_task is not None:

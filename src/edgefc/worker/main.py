@@ -11,6 +11,7 @@ import importlib
 import json
 import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -206,6 +207,8 @@ def run(socket_path: str, instance_id: str, key: str, code_dir: str) -> int:
         conn.send({"t": "init_error", "error": {"type": "Handled", "message": _describe(exc), "stack": stack}})
         return 1
     conn.send({"t": "ready"})
+    # As pid 1 of a container the worker would ignore SIGTERM without a handler: stopping must work either way.
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 
     try:
         while True:
