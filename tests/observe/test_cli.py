@@ -102,8 +102,8 @@ async def test_top_once(state: State, server_url: str) -> None:
     out = result.output
     assert "gateway" in out and "load" in out and "disk free" in out
     alarm_row = next(x for x in out.splitlines() if x.startswith("alarm"))
-    assert "running" in alarm_row and "38.1M / 128.0M" in alarm_row and "12.0" in alarm_row
-    assert alarm_row.split()[-1] == "2"
+    assert "running" in alarm_row and "38.1M / 128.0M" in alarm_row
+    assert 11.5 <= float(alarm_row.split()[-2]) <= 12.5 and alarm_row.split()[-1] == "2"  # p99, restarts
     assert "backoff" in next(x for x in out.splitlines() if x.startswith("quiet"))
 
 

@@ -131,10 +131,13 @@ async def test_cloud_outage_loses_nothing_and_keeps_order(
         await rig.router.publish(Message("telemetry/t", b"%d" % n, SourceType.API, "api", 1))
     stats = await rig.queue.astats()
     assert stats["targets"] == {"cloud": 59} and len(heard) == 1
+    # Longer than the retry budget (3): an absent uplink must not turn messages into dead letters.
+    await wait_for(lambda: rig.router.stats()["cloud"]["unavailable"] >= 5, 10, "several attempts while down")
     await cloud_broker.start()
     await wait_for(lambda: len(_unique([m.payload for m in heard])) >= 60, 20, "all 60 upstream")
     assert _unique([m.payload for m in heard]) == [b"%d" % n for n in range(60)]
     assert all(m.topic == "gw1/telemetry/t" for m in heard)
+    assert (await rig.queue.astats())["deadletters"] == 0
     await wait_async(lambda: _empty(rig), 5, "the durable queue to drain")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -33,14 +34,14 @@ def scaffold(directory: Path, name: str, mode: str = "on_demand") -> list[Path]:
     manifest = directory / "deployment.yaml"
     if index.exists():
         raise ValidationError([f"{index}: already exists; not overwriting it"])
-    data: dict[str, object] = {"functions": []}
+    data: dict[str, Any] = {"functions": []}
     if manifest.exists():
         loaded = yaml.safe_load(manifest.read_text()) or {}
         if not isinstance(loaded, dict):
             raise ValidationError([f"{manifest}: is not a YAML mapping; cannot add a function to it"])
         data = loaded
         functions = data.setdefault("functions", []) or []
-        if any(isinstance(f, dict) and f.get("name") == name for f in functions):  # type: ignore[union-attr]
+        if any(isinstance(f, dict) and f.get("name") == name for f in functions):
             raise ValidationError([f"{manifest}: already has a function named {name!r}"])
     entry = {"name": name, "code": f"./functions/{name}", "handler": "index.handler", "mode": mode,
              "memory_mb": 128, "timeout_s": 3}  # fmt: skip

@@ -61,7 +61,7 @@ class Runner:
                 reader_task = asyncio.create_task(self._read(reader), name=f"read-{self.id}")
             else:
                 conn.cancel()
-            status = await waiter
+            await waiter
         except asyncio.CancelledError:
             self.instance.kill()
             await asyncio.shield(waiter)
