@@ -7,7 +7,15 @@ import sys
 
 import click
 
-from edgefc.cli.client import client_from
+from edgefc.cli.client import ApiClient, client_from
+
+
+def _client() -> ApiClient:
+    """The shared API client, closed when the command ends (so no socket outlives the CLI run)."""
+    ctx = click.get_current_context()
+    client = client_from(ctx)
+    ctx.find_root().call_on_close(client.http.close)
+    return client
 
 
 @click.command("publish")
@@ -29,5 +37,5 @@ def publish(topic: str, payload: str, qos: int) -> None:
             body["payloadEncoding"] = "base64"
     else:
         body["payload"] = payload
-    answer = client_from(click.get_current_context()).json("POST", "/v1/messages", json=body)
+    answer = _client().json("POST", "/v1/messages", json=body)
     click.echo(answer["id"])

@@ -10,7 +10,15 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from edgefc.cli.client import client_from
+from edgefc.cli.client import ApiClient, client_from
+
+
+def _client() -> ApiClient:
+    """The shared API client, closed when the command ends (so no socket outlives the CLI run)."""
+    ctx = click.get_current_context()
+    client = client_from(ctx)
+    ctx.find_root().call_on_close(client.http.close)
+    return client
 
 
 def _human_bytes(n: int) -> str:
@@ -26,7 +34,7 @@ def _human_bytes(n: int) -> str:
 @click.option("--json", "as_json", is_flag=True, help="print the API's JSON")
 def queues(as_json: bool) -> None:
     """Show the router's queues: durable depth, QoS 0 backlog and delivery counts per target."""
-    data: dict[str, Any] = client_from(click.get_current_context()).json("GET", "/v1/queues")
+    data: dict[str, Any] = _client().json("GET", "/v1/queues")
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -62,7 +70,7 @@ def deadletters(ctx: click.Context) -> None:
 @click.option("--json", "as_json", is_flag=True, help="print the API's JSON")
 def list_deadletters(limit: int = 100, as_json: bool = False) -> None:
     """List dead letters, oldest first."""
-    data = client_from(click.get_current_context()).json("GET", "/v1/deadletters", params={"limit": limit})
+    data = _client().json("GET", "/v1/deadletters", params={"limit": limit})
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
@@ -86,7 +94,7 @@ def list_deadletters(limit: int = 100, as_json: bool = False) -> None:
 @click.argument("deadletter_id", type=int)
 def replay(deadletter_id: int) -> None:
     """Put dead letter ID back into its target's queue (exits 2 for an unknown id)."""
-    answer = client_from(click.get_current_context()).json("POST", f"/v1/deadletters/{deadletter_id}/replay")
+    answer = _client().json("POST", f"/v1/deadletters/{deadletter_id}/replay")
     click.echo(f"replayed as queue entry {answer['id']}")
 
 
@@ -94,5 +102,5 @@ def replay(deadletter_id: int) -> None:
 @click.argument("deadletter_id", type=int)
 def discard(deadletter_id: int) -> None:
     """Delete dead letter ID for good (exits 2 for an unknown id)."""
-    client_from(click.get_current_context()).json("DELETE", f"/v1/deadletters/{deadletter_id}")
+    _client().json("DELETE", f"/v1/deadletters/{deadletter_id}")
     click.echo(f"discarded dead letter {deadletter_id}")

@@ -1,0 +1,158 @@
+"""MQTT benchmarks: the Mosquitto + paho baseline, and a round trip helper for device → function → MQTT out.
+
+``republish_roundtrip`` measures what a device sees: it publishes on ``in_topic`` and waits for the message to
+come back on ``out_topic``. Against a bare broker with ``in_topic == out_topic`` that is the baseline; against
+a gateway with a route ``mqtt in_topic → function → mqtt:out_topic`` it is ``mqtt_to_function_*``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edgefc.router.broker import MOSQUITTO, ManagedBroker
+from edgefc.router.mqtt import parse_mqtt_url
+
+
+def _client(url: str, name: str) -> paho.Client:
+    host, port = parse_mqtt_url(url)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-{name}-{uuid.uuid4().hex[:6]}")
+    client.max_queued_messages_set(0)
+    client.connect(host, port, 30)
+    client.loop_start()
+    return client
+
+
+def republish_roundtrip(
+    url: str, in_topic: str, out_topic: str, n: int, *, latency_samples: int = 1000, timeout: float = 60.0
+) -> dict[str, Any]:
+    """Publish ``n`` QoS 0 messages on ``in_topic`` as fast as possible and count what arrives on ``out_topic``;
+    then ``latency_samples`` one-at-a-time round trips.
+
+    Returns ``{"per_s", "received", "sent", "p50_ms", "p99_ms"}``. Raises TimeoutError when not even one
+    message comes back within ``timeout`` seconds.
+    """
+    arrived = threading.Event()
+    state = {"count": 0, "target": n, "last": 0.0}
+    lock = threading.Lock()
+
+    def on_message(client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        with lock:
+            state["count"] += 1
+            state["last"] = time.perf_counter()
+            if state["count"] >= state["target"]:
+                arrived.set()
+
+    subscribed = threading.Event()
+    sub = _client(url, "sub")
+    sub.on_message = on_message
+    sub.on_subscribe = lambda *args: subscribed.set()
+    sub.subscribe(out_topic, qos=0)
+    pub = _client(url, "pub")
+    try:
+        if not subscribed.wait(10):
+            raise TimeoutError("no SUBACK from the broker")
+        payload = b"x" * 64
+        start = time.perf_counter()
+        for _ in range(n):
+            pub.publish(in_topic, payload, 0)
+        # Done when everything arrived or nothing more arrived for a second (QoS 0 may drop).
+        deadline = time.perf_counter() + timeout
+        while not arrived.wait(0.2):
+            with lock:
+                idle = state["count"] and time.perf_counter() - state["last"] > 1.0
+            if idle or time.perf_counter() > deadline:
+                break
+        with lock:
+            received, last = state["count"], state["last"]
+        if not received:
+            raise TimeoutError(f"nothing came back on {out_topic} within {timeout}s")
+        per_s = received / (last - start)
+
+        latencies = []
+        for _ in range(latency_samples):
+            with lock:
+                state["target"] = state["count"] + 1
+            arrived.clear()
+            t0 = time.perf_counter()
+            pub.publish(in_topic, payload, 0)
+            if not arrived.wait(5):
+                continue
+            latencies.append((time.perf_counter() - t0) * 1000)
+        latencies.sort()
+        return {
+            "per_s": round(per_s, 1),
+            "received": received,
+            "sent": n,
+            "p50_ms": round(statistics.median(latencies), 3) if latencies else None,
+            "p99_ms": round(latencies[int(0.99 * (len(latencies) - 1))], 3) if latencies else None,
+        }
+    finally:
+        for client in (pub, sub):
+            client.loop_stop()
+            client.disconnect()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run() -> dict[str, dict[str, Any]]:
+    """The baseline: Mosquitto + paho alone, QoS 0 messages/s and p50 round trip on loopback."""
+    if not ManagedBroker.available():
+        return {}
+    with tempfile.TemporaryDirectory(prefix="edgefc-bench-mqtt-") as tmp:
+        broker = ManagedBroker(f"127.0.0.1:{_free_port()}", Path(tmp))
+        config = broker.write_config()
+        process = subprocess.Popen(
+            [MOSQUITTO, "-c", str(config)],
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    socket.create_connection((broker.host, broker.port), 0.2).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)  # polling the port with a deadline; mosquitto has no readiness signal
+            result = republish_roundtrip(broker.url, "bench/baseline", "bench/baseline", 50_000)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(10)
+    detail = {
+        "messages": result["sent"],
+        "received": result["received"],
+        "qos": 0,
+        "payload_bytes": 64,
+        "p99_ms": result["p99_ms"],
+        "client": "paho-mqtt 2",
+        "broker": "mosquitto",
+    }
+    return {
+        "mqtt_baseline_per_s": {"value": result["per_s"], "unit": "per_s", "detail": detail},
+        "mqtt_baseline_p50_ms": {"value": result["p50_ms"], "unit": "ms", "detail": detail},
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(), indent=2))
