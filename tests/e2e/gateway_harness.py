@@ -39,10 +39,11 @@ class GatewayProcess:
         info.unlink(missing_ok=True)
         args = [*EDGEFC, "gateway", "run", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0",
                 "--isolation", self.isolation]  # fmt: skip
-        if self.config is not None:
-            cfg = self.data_dir.parent / f"{self.data_dir.name}-gateway.yaml"
-            cfg.write_text(yaml.safe_dump(self.config))
-            args += ["--config", str(cfg)]
+        # Tests never share the default broker port: MQTT is off unless a test's config asks for it.
+        config = {"mqtt": {"broker": "off"}, **(self.config or {})}
+        cfg = self.data_dir.parent / f"{self.data_dir.name}-gateway.yaml"
+        cfg.write_text(yaml.safe_dump(config))
+        args += ["--config", str(cfg)]
         env = {**os.environ, **self.env}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -123,18 +123,18 @@ async def _follow(
     try:
         recent = await store.aselect(name, since=since, until=None, filt=filt, limit=backlog, ascending=False)
         last_id = recent[0].id if recent else 0
-        for entry in reversed(recent):
-            yield _event(entry)
+        for old in reversed(recent):
+            yield _event(old)
         yield b": following\n\n"
         while True:
             try:
-                entry = await sub.get(HEARTBEAT_S)
+                new = await sub.get(HEARTBEAT_S)
             except StopAsyncIteration:
                 return  # the store closed: the gateway is stopping
-            if entry is None:
+            if new is None:
                 yield b": keep-alive\n\n"
-            elif entry.id == 0 or entry.id > last_id:
-                yield _event(entry)
+            elif new.id == 0 or new.id > last_id:
+                yield _event(new)
     finally:
         sub.close()
 

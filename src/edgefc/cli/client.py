@@ -106,6 +106,7 @@ def client_from(ctx: click.Context) -> ApiClient:
     token = params.get("token") or read_token(params.get("data_dir"))
     client = ApiClient(url, token)
     ctx.find_root().obj = client
+    ctx.find_root().call_on_close(client.http.close)
     return client
 
 

@@ -19,11 +19,15 @@ from edgefc.config.gateway import GatewayConfig
 from edgefc.config.manifest import FunctionSpec, Isolation, Manifest
 from edgefc.errors import EdgefcError, FunctionError, NotFound, ValidationError
 from edgefc.gateway.deploy import Deployer, Limits, Prepared
+from edgefc.gateway.messaging import Messaging
 from edgefc.gateway.store import StateStore
 from edgefc.observe.entry import LogEntry
+from edgefc.observe.figures import InstanceFigures
 from edgefc.observe.gatewaylog import GatewayLogHandler
 from edgefc.observe.logs import LogStore
 from edgefc.observe.metrics import Metrics
+from edgefc.observe.perf import PerfTracker
+from edgefc.observe.stats import StatsCollector
 from edgefc.package import BundleStore
 from edgefc.sandbox.base import ContainerSpec, Sandbox
 from edgefc.sandbox.process import ProcessSandbox
@@ -65,6 +69,9 @@ class Gateway:
         self.hub: WorkerHub | None = None
         self.logs: LogStore | None = None
         self.metrics = Metrics()
+        self.perf = PerfTracker()
+        self.stats: StatsCollector | None = None
+        self.messaging: Messaging | None = None
         self.deployer: Deployer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._log_handler: logging.Handler | None = None
@@ -92,10 +99,18 @@ class Gateway:
         await self.hub.start()
         await self._open_sandboxes()
         limits = Limits(self.config.limits.max_bundle_bytes, self.config.limits.max_bundle_files)
+        self.messaging = Messaging(
+            self.config, self.data_dir, self.gateway_id, self.metrics,
+            invoke=lambda n, p, t: self.invoke(n, p, trigger=t), invoke_async=self.invoke_async,
+        )  # fmt: skip
+        await self.messaging.start()
         self.deployer = Deployer(
             BundleStore(self.data_dir), limits, make_manager=self._make_manager, resolve_isolation=self._resolve_isolation,
-            extra_checks=self._host_problems,
+            extra_checks=lambda m: self._host_problems(m) + self.messaging.check(m),  # type: ignore[union-attr]
         )
+        self.deployer.on_applied.append(lambda prepared: self.messaging.apply(prepared.manifest))  # type: ignore[union-attr]
+        self.stats = StatsCollector(self._sample, self.data_dir, metrics=self.metrics)
+        await self.stats.start()
         await self._restore()
         self.ready.set()
 
@@ -104,6 +119,11 @@ class Gateway:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.stats is not None:
+            with contextlib.suppress(Exception):
+                await self.stats.close()
+        if self.messaging is not None:
+            await self.messaging.close()
         if self.deployer is not None:
             await self.deployer.close()
         for sandbox in self.sandboxes.values():
@@ -267,9 +287,53 @@ class Gateway:
             raise NotFound(f"no function named {name!r} is deployed")
         return manager
 
+    @property
+    def router(self) -> Any:
+        """The message router (for the messages API)."""
+        return self.messaging.router if self.messaging else None
+
+    @property
+    def queue(self) -> Any:
+        """The durable queue (for the queues API)."""
+        return self.messaging.queue if self.messaging else None
+
     def function_status(self, name: str) -> dict[str, Any]:
-        status = self.manager(name).status()
+        manager = self.manager(name)
+        status = manager.status()
+        perf = self.perf.snapshot(name)
+        status["duration_ms"] = perf.get("duration_ms")
+        status["invocations_per_s"] = perf.get("invocations_per_s")
+        status["perf"] = perf
+        figures = self.stats.snapshot(history_s=0)["functions"].get(name, {}) if self.stats else {}
+        status["cpu_percent"] = figures.get("cpu_percent")
+        status["memory_bytes"] = figures.get("memory_bytes")
+        status["memory_limit_bytes"] = manager.plan.memory_mb * 1024 * 1024
+        sampled = {row["id"]: row for row in figures.get("instances") or []}
+        for inst in status["instances"]:
+            inst["cpu_percent"] = sampled.get(inst["id"], {}).get("cpu_percent")
+        schedule = None
+        fn = self.deployer.manifest.function(name) if self.deployer and self.deployer.manifest else None
+        if fn is not None and fn.schedule:
+            nxt = self.messaging.timers.next_fire(name) if self.messaging else None
+            schedule = {"expression": fn.schedule, "next_fire": nxt.isoformat().replace("+00:00", "Z") if nxt else None}
+        status["schedule"] = schedule
         return status
+
+    def _sample(self) -> dict[str, list[InstanceFigures]]:
+        """Figures of every running instance, for the stats sampler (runs in a thread)."""
+        out: dict[str, list[InstanceFigures]] = {}
+        managers = dict(self.deployer.managers) if self.deployer else {}
+        for name, manager in managers.items():
+            limit = manager.plan.memory_mb * 1024 * 1024
+            out[name] = [
+                InstanceFigures(r.id, r.instance.pid, r.instance.memory_bytes() or 0, limit, r.instance.cpu_seconds() or 0.0)
+                for r in manager.runners()
+            ]
+        return out
+
+    def mqtt_stats(self) -> dict[str, Any]:
+        """The ``mqtt`` part of /v1/stats."""
+        return self.messaging.stats() if self.messaging else {}
 
     def functions_status(self) -> list[dict[str, Any]]:
         managers = self.deployer.managers if self.deployer else {}
@@ -357,13 +421,17 @@ class Gateway:
         raise ValidationError([f"sdk: unknown operation {op!r}"])
 
     async def publish_from_function(self, function: str, args: dict[str, Any]) -> None:
-        raise ValidationError(["sdk.publish: this gateway has no message router configured"])
+        assert self.messaging is not None
+        payload = args.get("payload") or b""
+        await self.messaging.publish(str(args.get("topic", "")), bytes(payload), int(args.get("qos", 0)), "function", function)
 
     def invocation(self, function: str, trigger: str, outcome: str, seconds: float, cold: bool) -> None:
         self.metrics.invocation(function, trigger, outcome, seconds)
+        self.perf.record(function, outcome, seconds, cold)
 
     def cold_start(self, function: str, seconds: float) -> None:
         self.metrics.cold_start(function, seconds)
 
     def restart(self, function: str, reason: str) -> None:
         self.metrics.restart(function, reason)
+        self.perf.restart(function, reason)

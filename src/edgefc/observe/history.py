@@ -41,11 +41,9 @@ class History:
             for ring in series.values():
                 ring[slot] = _NAN
         for function, figures in functions.items():
-            series = self.functions.get(function)
-            if series is None:
-                series = self.functions[function] = {
-                    n: array("d", [_NAN]) * self.capacity for n in FUNCTION_SERIES
-                }
+            if function not in self.functions:
+                self.functions[function] = {n: array("d", [_NAN]) * self.capacity for n in FUNCTION_SERIES}
+            series = self.functions[function]
             for name in FUNCTION_SERIES:
                 series[name][slot] = float(figures.get(name, _NAN))
             self._last_seen[function] = self.count

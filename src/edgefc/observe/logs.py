@@ -30,6 +30,7 @@ from edgefc.observe.entry import (
 )
 from edgefc.observe.follow import Subscription
 from edgefc.observe.gatewaylog import GatewayLogHandler
+from edgefc.observe.ratelimit import TokenBucket
 
 __all__ = ["GATEWAY_FUNCTION", "GatewayLogHandler", "Level", "LogEntry", "LogFilter", "LogStore", "Stream"]
 
@@ -38,25 +39,6 @@ DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
 
 _log = logging.getLogger(__name__)
-
-
-class _Bucket:
-    """A token bucket: ``rate`` lines per second with a burst of one second's worth."""
-
-    __slots__ = ("rate", "tokens", "stamp")
-
-    def __init__(self, rate: float, now: float) -> None:
-        self.rate = rate
-        self.tokens = rate
-        self.stamp = now
-
-    def take(self, now: float) -> bool:
-        self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
 
 
 class LogStore:
@@ -91,7 +73,7 @@ class LogStore:
         self.fts = False
         self._pending: collections.deque[StoredEntry] = collections.deque()
         self._next_id = 1
-        self._buckets: dict[str, _Bucket] = {}
+        self._buckets: dict[str, TokenBucket] = {}
         self._dropped: dict[str, int] = {}
         self._unreported: dict[str, int] = {}
         self._subscribers: dict[str, set[Subscription]] = {}
@@ -156,7 +138,7 @@ class LogStore:
         now = time.monotonic()
         bucket = self._buckets.get(entry.function)
         if bucket is None:
-            bucket = self._buckets[entry.function] = _Bucket(float(self.rate_limit), now)
+            bucket = self._buckets[entry.function] = TokenBucket(float(self.rate_limit), now)
         if not bucket.take(now) or len(self._pending) >= self.max_pending:
             self._count_drop(entry.function)
             return False
@@ -282,7 +264,7 @@ class LogStore:
 
     def _insert(self, batch: list[StoredEntry]) -> bool:
         assert self._conn is not None
-        added = logdb.insert(self._conn, batch)
+        added = logdb.insert(self._conn, batch, fts=self.fts)
         for function, size in added.items():
             self._sizes[function] = self._sizes.get(function, 0) + size
             # Trim in chunks (down to 90 %) once 10 % over, so a chatty function costs one delete per chunk.
@@ -331,8 +313,8 @@ class LogStore:
         """Load entries straight into the file (tools and benchmarks); only before ``start`` or after ``close``."""
         conn = logdb.connect(self.path)
         try:
-            logdb.create_schema(conn, fts=self._want_fts)
-            logdb.insert(conn, entries)
+            fts = logdb.create_schema(conn, fts=self._want_fts)
+            logdb.insert(conn, entries, fts=fts)
         finally:
             conn.close()
 

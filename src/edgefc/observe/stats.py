@@ -141,7 +141,7 @@ class StatsCollector:
         functions: dict[str, dict[str, Any]] = {}
         alive: set[tuple[str, str]] = set()
         for function, instances in raw.functions.items():
-            rows = []
+            rows: list[dict[str, Any]] = []
             for fig in instances:
                 before = prev.get(fig.instance_id)
                 self._prev[fig.instance_id] = (raw.mono, fig.cpu_seconds)

@@ -10,6 +10,7 @@ broker sends for one publication only the one for the lowest matching identifier
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import logging
 import random
@@ -57,6 +58,9 @@ def parse_mqtt_url(url: str) -> tuple[str, int]:
 class MqttLink:
     """One MQTT client connection with subscriptions, deduped delivery in and PUBACK-confirmed publish out.
 
+    ``on_message`` runs as one task per message, started in arrival order; to keep that order it must take
+    the message's place (as ``Router.publish`` does) before its first ``await``.
+
     Raises ValueError at construction for a URL that does not parse.
     """
 
@@ -96,7 +100,12 @@ class MqttLink:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected_event: asyncio.Event | None = None
         self._subscribed_event: asyncio.Event | None = None
-        self._inbound: asyncio.Queue[tuple[Message, int, int]] | None = None
+        # Incoming messages wait in a deque; the loop is woken once per burst, not once per message.
+        self._inbox: collections.deque[tuple[Message, int, int]] = collections.deque()
+        self._inbox_lock = threading.Lock()
+        self._inbox_signalled = False
+        self._inbox_event: asyncio.Event | None = None
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._consumer: asyncio.Task[None] | None = None
         self._supervisor: threading.Thread | None = None
         self._client = paho.Client(
@@ -122,7 +131,7 @@ class MqttLink:
         self._loop = asyncio.get_running_loop()
         self._connected_event = asyncio.Event()
         self._subscribed_event = asyncio.Event()
-        self._inbound = asyncio.Queue()
+        self._inbox_event = asyncio.Event()
         self._consumer = asyncio.create_task(self._consume(), name=f"mqtt-in:{self.client_id}")
         self.state = LinkState.CONNECTING
         self._supervisor = threading.Thread(
@@ -157,9 +166,10 @@ class MqttLink:
         self._client.disconnect()
         if self._supervisor is not None:
             await asyncio.to_thread(self._supervisor.join, 10)
-        if self._consumer is not None:
-            self._consumer.cancel()
-            await asyncio.gather(self._consumer, return_exceptions=True)
+        tasks = [task for task in (self._consumer, *self._in_flight) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._fail_pending("link closed")
 
     def set_subscriptions(self, filters: Iterable[str]) -> None:
@@ -296,8 +306,11 @@ class MqttLink:
         while not self._inbound_slots.acquire(timeout=0.5):
             if self._stopping.is_set():
                 return
-        if self._inbound is not None:
-            self._to_loop(self._inbound.put_nowait, (message, msg.mid, msg.qos))
+        with self._inbox_lock:
+            self._inbox.append((message, msg.mid, msg.qos))
+            signal, self._inbox_signalled = not self._inbox_signalled, True
+        if signal and self._inbox_event is not None:
+            self._to_loop(self._inbox_event.set)
 
     def _is_duplicate(self, msg: paho.MQTTMessage) -> bool:
         ids = getattr(msg.properties, "SubscriptionIdentifier", None)
@@ -370,16 +383,29 @@ class MqttLink:
                 future.set_exception(Unavailable(why))
 
     async def _consume(self) -> None:
-        assert self._inbound is not None
+        assert self._inbox_event is not None
         while True:
-            message, mid, qos = await self._inbound.get()
-            try:
-                if self._on_message is not None:
-                    await self._on_message(message)
-            except Exception:
-                self.stats["handler_errors"] += 1
-                log.exception("routing MQTT message on %s failed", message.topic)
-            finally:
-                self._inbound_slots.release()
-            if qos and self.connected:
-                self._client.ack(mid, qos)
+            await self._inbox_event.wait()
+            self._inbox_event.clear()
+            with self._inbox_lock:
+                batch = list(self._inbox)
+                self._inbox.clear()
+                self._inbox_signalled = False
+            for message, mid, qos in batch:
+                # One task per message, started in arrival order: the router takes each message's place in
+                # its queues before its first await, so order holds while durable commits overlap.
+                task = asyncio.create_task(self._handle(message, mid, qos))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+
+    async def _handle(self, message: Message, mid: int, qos: int) -> None:
+        try:
+            if self._on_message is not None:
+                await self._on_message(message)
+        except Exception:
+            self.stats["handler_errors"] += 1
+            log.exception("routing MQTT message on %s failed", message.topic)
+        finally:
+            self._inbound_slots.release()
+        if qos and self.connected:
+            self._client.ack(mid, qos)

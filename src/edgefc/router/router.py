@@ -22,7 +22,7 @@ from edgefc.errors import NotFound, Unavailable
 from edgefc.router.message import Message, SourceType
 from edgefc.router.mqtt import MqttLink
 from edgefc.router.queue import DurableQueue, FailOutcome
-from edgefc.router.routes import RouteTable
+from edgefc.router.routes import Delivery, RouteTable
 
 log = logging.getLogger("edgefc.router")
 
@@ -91,8 +91,8 @@ class Router:
     async def publish(self, message: Message) -> None:
         """Route one message: returns once every QoS 1 delivery of it is durably queued.
 
-        Raises QueueFull when the durable queue is over its limit (then nothing of this message is routed)
-        and Unavailable after ``close``.
+        Raises QueueFull when the durable queue is over its limit (then no QoS 1 delivery of this message
+        was accepted; QoS 0 ones, at most once anyway, may have been) and Unavailable after ``close``.
         """
         if not self._running:
             raise Unavailable("the router is not running")
@@ -102,16 +102,24 @@ class Router:
             # A message that came from the broker is never sent back to the very same topic there.
             if not (message.source_type is SourceType.MQTT and d.target == f"mqtt:{message.topic}")
         ]
+        # QoS 0 first and without an await, so a later message cannot overtake an earlier one on its way in.
+        for delivery in deliveries:
+            if delivery.qos == 0:
+                self._count_routed(delivery)
+                lane = self._lane(delivery.target)
+                if not lane.offer(message, delivery.routes[0]):
+                    self.on_dropped(delivery.routes[0], "queue_full")
+                lane.wake.set()
         durable = [d for d in deliveries if d.qos == 1]
         if durable:
             await self.queue.aput_many([(d.target, message) for d in durable])
-        for delivery in deliveries:
-            for route in delivery.routes:
-                self.on_routed(route)
-            lane = self._lane(delivery.target)
-            if delivery.qos == 0 and not lane.offer(message, delivery.routes[0]):
-                self.on_dropped(delivery.routes[0], "queue_full")
-            lane.wake.set()
+            for delivery in durable:
+                self._count_routed(delivery)
+                self._lane(delivery.target).wake.set()
+
+    def _count_routed(self, delivery: Delivery) -> None:
+        for route in delivery.routes:
+            self.on_routed(route)
 
     async def replay(self, deadletter_id: int) -> int:
         """Move a dead letter back into its target's queue and wake that target; returns the new queue id.

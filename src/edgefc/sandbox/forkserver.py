@@ -62,6 +62,7 @@ def _child(req: dict[str, Any], server_pid: int, keep_fds: list[int]) -> None:
     finally:
         try:
             sys.stdout.flush()
+            worker_main.output.release_held()
         except Exception:  # noqa: BLE001
             pass
         os._exit(code)

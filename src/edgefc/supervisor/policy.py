@@ -37,8 +37,9 @@ class RestartPolicy:
             return RestartDecision(delay=0.0, crash_loop=True, give_up=True)
         if self.failures == 1:
             return RestartDecision(delay=0.0, crash_loop=False, give_up=False)
-        delay = min(self.cap, self.first_delay * 2 ** (self.failures - 2))
-        delay *= 1 + self.rng.uniform(-self.jitter, self.jitter)
+        delay = self.first_delay * 2 ** min(self.failures - 2, 62)
+        # Jitter first, then the cap: the cap is the longest a function ever waits.
+        delay = min(self.cap, delay * (1 + self.rng.uniform(-self.jitter, self.jitter)))
         return RestartDecision(delay=delay, crash_loop=self.failures >= self.crash_loop_after, give_up=False)
 
     def reset(self) -> None:

@@ -232,4 +232,5 @@ def main() -> None:
     socket_path, instance_id, key, code_dir = params
     code = run(socket_path, instance_id, key, code_dir or os.getcwd())
     sys.stdout.flush()
+    output.release_held()
     os._exit(code)

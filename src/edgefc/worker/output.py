@@ -39,40 +39,129 @@ def current_request() -> str | None:
         return next(iter(_active)) if len(_active) == 1 else None
 
 
-class _LineGrouper:
-    """Splits written text into entries; folds a ``Traceback (most recent call last):`` block into one."""
+_CHAIN = ("During handling of the above exception", "The above exception was the direct cause")
+_HOLD_S = 0.1  # how long a finished traceback waits for a chained one to follow before it is sent alone
 
-    def __init__(self, emit_line: Callable[[str, bool], None]) -> None:
+Tag = Callable[[], "str | None"]  # the request id a line belongs to, asked when the line (or block) starts
+EmitLine = Callable[[str, bool, "str | None"], None]  # (line or traceback block, is_traceback, request id)
+
+
+class _LineGrouper:
+    """Splits written text into entries; folds a ``Traceback (most recent call last):`` block into one.
+
+    A chained traceback (``During handling…`` / ``The above exception…``) stays one entry: a block that looks
+    finished is held until the next line shows whether the chain goes on, or until :data:`_HOLD_S` passes.
+    """
+
+    def __init__(self, emit_line: EmitLine, tag: Tag = lambda: None) -> None:
         self._emit = emit_line
+        self._tag = tag
         self._partial = ""
         self._tb: list[str] | None = None
+        self._tb_rid: str | None = None
+        self._blanks = 0  # blank lines after a finished-looking block, kept in case a chain follows
+        self._held_at: float | None = None  # when the block started to look finished
+        self._lock = threading.RLock()  # the releaser thread may emit a held block
+
+    @property
+    def holding(self) -> bool:
+        return self._held_at is not None
 
     def feed(self, text: str) -> None:
-        text = self._partial + text
-        *lines, self._partial = text.split("\n")
-        for line in lines:
-            self._line(line)
+        with self._lock:
+            text = self._partial + text
+            *lines, self._partial = text.split("\n")
+            for line in lines:
+                self._line(line)
+            if self._held_at is not None:
+                _releaser.watch(self)
 
     def _line(self, line: str) -> None:
+        if self._held_at is not None:
+            if not line:
+                self._blanks += 1
+                return
+            if line.startswith(_CHAIN):
+                assert self._tb is not None
+                self._tb += [""] * self._blanks + [line]
+                self._blanks, self._held_at = 0, None
+                return
+            self._release()
         if self._tb is not None:
             self._tb.append(line)
-            if line and not line.startswith((" ", "\t")) and not line.startswith("Traceback"):
-                if not line.startswith(("During handling", "The above exception")):
-                    block, self._tb = self._tb, None
-                    self._emit("\n".join(block), True)
+            if line and not line.startswith((" ", "\t", "Traceback")) and not line.startswith(_CHAIN):
+                self._held_at = time.monotonic()
             return
         if line.startswith("Traceback (most recent call last):"):
-            self._tb = [line]
+            self._tb, self._tb_rid = [line], self._tag()
             return
-        self._emit(line, False)
+        self._emit(line, False, self._tag())
+
+    def _release(self) -> None:
+        if self._tb is not None:
+            block, self._tb, self._held_at = self._tb, None, None
+            self._emit("\n".join(block), True, self._tb_rid)
+        blanks, self._blanks = self._blanks, 0
+        for _ in range(blanks):
+            self._emit("", False, self._tb_rid)
+
+    def release_stale(self, older_than: float) -> bool:
+        """Emit a held block that nothing followed for ``older_than`` s; True when nothing is held any more."""
+        with self._lock:
+            if self._held_at is not None and time.monotonic() - self._held_at >= older_than:
+                self._release()
+            return self._held_at is None
 
     def flush(self) -> None:
-        if self._tb is not None:
-            block, self._tb = self._tb, None
-            self._emit("\n".join(block), True)
-        if self._partial:
-            partial, self._partial = self._partial, ""
-            self._emit(partial, False)
+        with self._lock:
+            self._release()
+            if self._partial:
+                partial, self._partial = self._partial, ""
+                self._emit(partial, False, self._tag())
+
+
+class _Releaser:
+    """One daemon thread that sends held traceback blocks once it is clear no chained part follows."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._groupers: set[_LineGrouper] = set()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, grouper: _LineGrouper) -> None:
+        with self._lock:
+            self._groupers.add(grouper)
+            self._wake.set()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="edgefc-log-release", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            time.sleep(_HOLD_S / 2)
+            with self._lock:
+                groupers = list(self._groupers)
+            for g in groupers:
+                if g.release_stale(_HOLD_S):
+                    with self._lock:
+                        if not g.holding:
+                            self._groupers.discard(g)
+            with self._lock:
+                if not self._groupers:
+                    self._wake.clear()
+
+
+_releaser = _Releaser()
+
+
+def release_held() -> None:
+    """Send every held traceback now (the worker is about to exit)."""
+    with _releaser._lock:
+        groupers = list(_releaser._groupers)
+    for g in groupers:
+        g.release_stale(0.0)
 
 
 class CapturedStream(io.TextIOBase):
@@ -87,12 +176,12 @@ class CapturedStream(io.TextIOBase):
     def _grouper(self) -> _LineGrouper:
         g = getattr(self._local, "grouper", None)
         if g is None:
-            g = self._local.grouper = _LineGrouper(self._line)
+            g = self._local.grouper = _LineGrouper(self._line, current_request)
         return g
 
-    def _line(self, line: str, is_traceback: bool) -> None:
+    def _line(self, line: str, is_traceback: bool, request_id: str | None) -> None:
         level = "error" if is_traceback else self._level
-        self._emit(level, self._stream, current_request(), line)
+        self._emit(level, self._stream, request_id, line)
 
     def writable(self) -> bool:
         return True
@@ -103,8 +192,6 @@ class CapturedStream(io.TextIOBase):
 
     def flush(self) -> None:
         g = getattr(self._local, "grouper", None)
-        if g is not None and g._partial == "" and g._tb is None:
-            return
         if g is not None:
             g.flush()
 
@@ -143,7 +230,7 @@ def capture_fds(emit: Emit) -> None:
 
 
 def _pump(fd: int, emit: Emit, stream: str, level: str) -> None:
-    grouper = _LineGrouper(lambda line, tb: emit("error" if tb else level, stream, current_request(), line))
+    grouper = _LineGrouper(lambda line, tb, rid: emit("error" if tb else level, stream, rid, line), current_request)
     with open(fd, "rb", buffering=0) as pipe:
         while True:
             chunk = pipe.read(65536)
