@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -157,19 +159,38 @@ def test_new_version_that_fails_to_start_rolls_back_and_old_keeps_running(
     assert gateway.status("svc")["version"] == "1"
 
 
-def test_initializer_runs_once_per_instance(gateway: GatewayProcess, tmp_path: Path) -> None:
-    gateway.deploy({"functions": [service(tmp_path, max_instances=2, max_concurrency=1)]}, {"svc": SERVICE})
-    status = gateway.status("svc")
-    assert len(status["instances"]) == 2
-    answers = [gateway.invoke("svc").json() for _ in range(6)]
-    assert {a["inits"] for a in answers} == {1}
-    assert {a["pid"] for a in answers} <= pids(status)
-    logged = [line.split()[0] for line in (tmp_path / "init.log").read_text().splitlines()]
-    assert sorted(logged) == sorted(str(p) for p in pids(status))  # one init per instance, no more
+def init_log(tmp_path: Path) -> list[str]:
+    return [line.split()[0] for line in (tmp_path / "init.log").read_text().splitlines()]
 
-    gateway.invoke("svc", b"exit")  # a replacement instance runs the initializer once too
-    gateway.wait_for(lambda: len(gateway.status("svc")["instances"]) == 2 and gateway.status("svc")["state"] == "running",
-                     what="replacement")  # fmt: skip
-    logged = [line.split()[0] for line in (tmp_path / "init.log").read_text().splitlines()]
-    assert len(logged) == 3 and len(set(logged)) == 3
-    assert all(a["inits"] == 1 for a in (gateway.invoke("svc").json() for _ in range(4)))
+
+def test_initializer_runs_once_per_instance_of_a_continuous_function(gateway: GatewayProcess, tmp_path: Path) -> None:
+    gateway.deploy({"functions": [service(tmp_path)]}, {"svc": SERVICE})
+    (pid,) = pids(gateway.status("svc"))
+    assert [gateway.invoke("svc").json()["inits"] for _ in range(5)] == [1] * 5
+    assert init_log(tmp_path) == [str(pid)]
+
+    gateway.invoke("svc", b"exit")  # the replacement instance runs the initializer once too
+    gateway.wait_for(lambda: pids(gateway.status("svc")) - {pid}, what="replacement")
+    (new_pid,) = pids(gateway.status("svc"))
+    answers = [gateway.invoke("svc").json() for _ in range(3)]
+    assert [(a["pid"], a["inits"]) for a in answers] == [(new_pid, 1)] * 3
+    assert init_log(tmp_path) == [str(pid), str(new_pid)]
+
+
+def test_initializer_runs_once_per_instance_of_a_scaled_out_function(gateway: GatewayProcess, tmp_path: Path) -> None:
+    source = SERVICE.replace('    return {"pid"', '    if event == b"slow":\n        time.sleep(0.5)\n    return {"pid"')
+    gateway.deploy({"functions": [{**service(tmp_path), "mode": "on_demand", "max_instances": 2}]}, {"svc": source})
+    probe = init_log(tmp_path)
+    assert len(probe) == 1  # the deploy proved the initializer on a probe instance, since stopped
+    assert gateway.client is not None
+    ids = [gateway.invoke("svc", b"slow", headers={"X-Edgefc-Invocation-Type": "async"}).json()["invocation_id"]
+           for _ in range(4)]  # fmt: skip
+
+    def results() -> list[dict[str, Any]] | None:
+        found = [gateway.client.get(f"/v1/invocations/{i}").json() for i in ids]  # type: ignore[union-attr]
+        return found if all(f["state"] == "succeeded" for f in found) else None
+
+    answers = [json.loads(base64.b64decode(f["result_base64"])) for f in gateway.wait_for(results, what="all done")]
+    serving = {a["pid"] for a in answers}
+    assert len(serving) == 2 and {a["inits"] for a in answers} == {1}
+    assert sorted(init_log(tmp_path)) == sorted([*probe, *map(str, serving)])

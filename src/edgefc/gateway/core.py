@@ -11,6 +11,7 @@ import secrets
 import tempfile
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,10 @@ class Gateway:
         self.messaging: Messaging | None = None
         self.deployer: Deployer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
+        # SDK operations served by other components, by prefix ("device.register" → call_handlers["device"]).
+        self.call_handlers: dict[str, Callable[[str, str, dict[str, Any]], Awaitable[Any]]] = {}
+        # Told when an instance becomes ready or ends: (function, instance id, "ready" | "exit").
+        self.instance_listeners: list[Callable[[str, str, str], None]] = []
         self._log_handler: logging.Handler | None = None
         self.ready = asyncio.Event()
 
@@ -418,6 +423,9 @@ class Gateway:
             return await coro
         if op == "publish":
             return await self.publish_from_function(function, args)
+        handler = self.call_handlers.get(op.partition(".")[0])
+        if handler is not None:
+            return await handler(function, op, args)
         raise ValidationError([f"sdk: unknown operation {op!r}"])
 
     async def publish_from_function(self, function: str, args: dict[str, Any]) -> None:
@@ -431,6 +439,13 @@ class Gateway:
 
     def cold_start(self, function: str, seconds: float) -> None:
         self.metrics.cold_start(function, seconds)
+
+    def instance_event(self, function: str, instance_id: str, event: str) -> None:
+        for listener in self.instance_listeners:
+            try:
+                listener(function, instance_id, event)
+            except Exception:  # noqa: BLE001 — one listener's bug must not break the supervisor
+                log.exception("instance listener failed")
 
     def restart(self, function: str, reason: str) -> None:
         self.metrics.restart(function, reason)

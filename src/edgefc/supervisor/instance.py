@@ -44,6 +44,8 @@ class Runner:
         self._on_call = on_call
         self._writer: asyncio.StreamWriter | None = None
         self._pending: dict[str, asyncio.Future[bytes]] = {}
+        self._callbacks: dict[int, asyncio.Future[Any]] = {}
+        self._next_cid = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.ended: asyncio.Future[ExitStatus] = asyncio.get_running_loop().create_future()
@@ -82,6 +84,10 @@ class Runner:
             if not fut.done():
                 fut.set_exception(error)
         self._pending.clear()
+        for cfut in self._callbacks.values():
+            if not cfut.done():
+                cfut.set_exception(error)
+        self._callbacks.clear()
         for task in self._tasks:
             task.cancel()
         if self._writer is not None:
@@ -117,6 +123,10 @@ class Runner:
                         fut.set_exception(FunctionError(e.get("type", "Handled"), e.get("message", ""), e.get("stack")))
                 elif t == "log":
                     self._on_log(self.id, frame)
+                elif t == "callback_reply":
+                    cfut = self._callbacks.pop(frame.get("cid", -1), None)
+                    if cfut is not None and not cfut.done():
+                        cfut.set_result(frame)
                 elif t == "call":
                     task = asyncio.create_task(self._serve_call(frame), name=f"call-{self.id}")
                     self._tasks.add(task)
@@ -159,6 +169,24 @@ class Runner:
         finally:
             handle.cancel()
             self._pending.pop(request_id, None)
+
+    async def callback(self, op: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """Ask the instance to run its handler for ``op`` (e.g. a driver's set-properties callback).
+
+        Returns the reply frame ({ok, value | error}). Raises TimeoutError when no answer comes in time and
+        FunctionError when the instance is not ready or ends meanwhile.
+        """
+        if self.state is not InstanceState.READY or self._writer is None:
+            raise self.failure() if self.exit else FunctionError("Unhandled", f"instance {self.id} is not ready")
+        self._next_cid += 1
+        cid = self._next_cid
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._callbacks[cid] = fut
+        self._writer.write(encode({"t": "callback", "cid": cid, "op": op, "args": args}))
+        try:
+            return await asyncio.wait_for(fut, timeout)  # type: ignore[no-any-return]
+        finally:
+            self._callbacks.pop(cid, None)
 
     def _deadline(self, request_id: str, timeout: float) -> None:
         fut = self._pending.pop(request_id, None)

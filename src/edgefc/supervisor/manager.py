@@ -71,6 +71,10 @@ class Hooks(Protocol):
 
     def restart(self, function: str, reason: str) -> None: ...
 
+    def instance_event(self, function: str, instance_id: str, event: str) -> None:
+        """An instance became ``ready`` or ended (``exit``)."""
+        ...
+
 
 class FunctionManager:
     """Owns the instances of one function and hands them events."""
@@ -289,6 +293,7 @@ class FunctionManager:
             raise
         finally:
             self._starting -= 1
+        self.hooks.instance_event(self.name, iid, "ready")
         if count_cold:
             self._fresh.add(iid)
             seconds = time.monotonic() - t0
@@ -307,6 +312,7 @@ class FunctionManager:
     def _on_exit(self, runner: Runner) -> None:
         status = runner.exit
         assert status is not None
+        self.hooks.instance_event(self.name, runner.id, "exit")
         if status.oom:
             reason = "oom"
         elif runner.exit_reason in ("timeout", "stopped", "idle", "restart", "probe"):
@@ -388,6 +394,9 @@ class FunctionManager:
 
     def runners(self) -> list[Runner]:
         return list(self._runners.values())
+
+    def runner(self, instance_id: str) -> Runner | None:
+        return self._runners.get(instance_id)
 
     def status(self) -> dict[str, Any]:
         return {

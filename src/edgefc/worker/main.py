@@ -90,6 +90,10 @@ class Worker:
         )
         self.config = init.get("config")
         self.pool = ThreadPoolExecutor(max_workers=int(init.get("max_concurrency", 1)), thread_name_prefix="edgefc-h")
+        # Requests the gateway makes of this instance (a driver's get/set/service callbacks) run on their own pool,
+        # so a driver whose handler loops forever still answers them.
+        self.callback_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="edgefc-cb")
+        self.callbacks: dict[str, Any] = {}
         self.handler: Any = None
 
     def emit_log(self, level: str, stream: str, request_id: str | None, message: str) -> None:
@@ -133,6 +137,24 @@ class Worker:
             output.set_request(None)
         self._flush_streams()
         self.conn.send({"t": "result", "id": rid, "payload": payload})
+
+    def callback(self, frame: dict[str, Any]) -> None:
+        """Serve a ``callback`` frame: run the registered handler for its op, answer with ``callback_reply``."""
+        op = frame.get("op", "")
+        handler = self.callbacks.get(op)
+        try:
+            if handler is None:
+                raise LookupError(f"this instance has no handler for {op!r}")
+            value = handler(frame.get("args") or {})
+            reply = {"t": "callback_reply", "cid": frame["cid"], "ok": True, "value": value}
+        except BaseException as exc:  # noqa: BLE001 — the gateway must get an answer whatever the callback does
+            reply = {"t": "callback_reply", "cid": frame["cid"], "ok": False,
+                     "error": {"type": type(exc).__name__, "message": str(exc), "stack": output.format_exception(exc)}}  # fmt: skip
+        try:
+            self.conn.send(reply)
+        except (OSError, TypeError, ValueError) as exc:
+            self.conn.send({"t": "callback_reply", "cid": frame["cid"], "ok": False,
+                            "error": {"type": "TypeError", "message": f"callback result cannot be sent: {exc}"}})  # fmt: skip
 
     @staticmethod
     def _flush_streams() -> None:
@@ -218,6 +240,8 @@ def run(socket_path: str, instance_id: str, key: str, code_dir: str) -> int:
                 worker.pool.submit(worker.invoke, frame)
             elif t == "reply":
                 conn.resolve(frame)
+            elif t == "callback":
+                worker.callback_pool.submit(worker.callback, frame)
             elif t == "stop":
                 worker.pool.shutdown(wait=True)
                 return 0

@@ -14,6 +14,8 @@ Worker → gateway: ``hello``, ``ready``, ``init_error``, ``result``, ``error``,
 - ``call``       {cid, op, args}                               an SDK call made by function code
 - ``reply``      {cid, ok: bool, value | error}
 - ``stop``       {}                                           finish in-flight events and exit
+- ``callback``   {cid, op, args}                              the gateway asks the instance (driver callbacks)
+- ``callback_reply`` {cid, ok: bool, value | error}           the instance's answer
 """
 
 from __future__ import annotations
