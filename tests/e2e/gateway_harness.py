@@ -52,6 +52,8 @@ class GatewayProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gateway exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
             if time.monotonic() > deadline:
+                self.proc.kill()
+                self.proc.wait()
                 raise TimeoutError(f"gateway did not start:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.02)
         self.url = json.loads(info.read_text())["url"]

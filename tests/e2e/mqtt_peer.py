@@ -105,6 +105,11 @@ def _connect(port: int, client: paho.Client, timeout: float = 10.0) -> None:
         raise TimeoutError(f"no CONNACK from 127.0.0.1:{port}")
 
 
+def _close(client: paho.Client) -> None:
+    client.disconnect()
+    client.loop_stop()
+
+
 class Subscriber:
     """A paho client that records (topic, payload) of everything on ``filters``; ``persistent`` keeps its
     session (and its queued QoS 1 messages) across its broker's restarts and reconnects by itself."""
@@ -156,9 +161,7 @@ class Subscriber:
         raise AssertionError(f"expected {n} messages on {topic or self.filters}, got {self.received()!r}")
 
     def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-        self.client.loop_stop()
+        _close(self.client)
 
 
 class Device:
@@ -174,5 +177,4 @@ class Device:
             info.wait_for_publish(timeout)
 
     def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
+        _close(self.client)

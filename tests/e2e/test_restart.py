@@ -67,8 +67,8 @@ def test_sigkilled_gateway_leaves_no_workers_and_the_next_one_restores_the_deplo
         assert len(family) >= 3
         gw.sigkill()
 
+        # Dead means exited: a zombie waiting for pid 1 to reap it runs nothing any more.
         gw.wait_for(lambda: all(gone(p, t) for p, t in family.items()), timeout=5, what="every worker gone")
-        assert not [p for p in listed if psutil.pid_exists(p) and psutil.Process(p).create_time() == family[p]]
     finally:
         gw.stop()
 

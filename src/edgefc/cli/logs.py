@@ -75,9 +75,7 @@ def logs(
     asc: bool,
 ) -> None:
     """Show the log of function NAME (``_gateway`` for the gateway's own), oldest line first."""
-    ctx = click.get_current_context()
-    client = client_from(ctx)
-    ctx.call_on_close(client.http.close)  # no socket left behind when run in-process (tests, shells)
+    client = client_from(click.get_current_context())
     params: dict[str, Any] = {
         "since": since,
         "until": until,

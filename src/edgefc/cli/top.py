@@ -95,9 +95,7 @@ def frame(client: ApiClient) -> Group:
 @click.option("--once", is_flag=True, help="print one frame and exit")
 def top(interval: float, once: bool) -> None:
     """Live view of every function (state, instances, CPU, memory, rate, p99, restarts) and the host."""
-    ctx = click.get_current_context()
-    client = client_from(ctx)
-    ctx.call_on_close(client.http.close)  # no socket left behind when run in-process (tests, shells)
+    client = client_from(click.get_current_context())
     console = Console()
     if once:
         console.print(frame(client))

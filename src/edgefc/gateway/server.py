@@ -63,7 +63,10 @@ async def serve(config: GatewayConfig, *, deploy: Path | None = None) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
-    (gateway.data_dir / "gateway.json").write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    info = gateway.data_dir / "gateway.json"
+    tmp = info.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+    tmp.rename(info)  # readers never see half a file
     log.info("gateway %s listening on %s (data dir %s)", gateway.gateway_id, url, gateway.data_dir)
     print(f"edgefc gateway listening on {url} — data dir {gateway.data_dir}", file=sys.stderr, flush=True)
     serving = asyncio.create_task(server.serve(sockets=[sock]), name="http")
