@@ -78,7 +78,9 @@ def figure(value: float, unit: str, *, n: int, target: Target | None = None, bas
     ratio = value / baseline if baseline else None
     out: dict[str, Any] = {"n": n}
     if baseline is not None:
-        out.update(baseline=rounded(baseline), baseline_what=baseline_what, ratio=rounded(ratio) if ratio else None)
+        out.update(
+            baseline=rounded(baseline), baseline_what=baseline_what, ratio=rounded(ratio) if ratio else None
+        )
     if target is not None:
         out.update(target=target.text(unit), ok=target.met(value, ratio))
     out.update(detail)

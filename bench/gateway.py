@@ -82,7 +82,9 @@ class BenchGateway:
                 "--listen", "127.0.0.1:0", "--isolation", self.isolation]  # fmt: skip
         env = {**os.environ, "EDGEFC_MQTT__BROKER": "off"}
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            self.proc = subprocess.Popen(
+                args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
         info = self.data_dir / "gateway.json"
         deadline = time.monotonic() + timeout
         while not info.exists():
@@ -129,11 +131,15 @@ class BenchGateway:
             raise GatewayError("the gateway is not running")
         return self.admin
 
-    def deploy(self, functions: list[dict[str, Any]], sources: dict[str, str], version: str = "bench") -> dict[str, Any]:
+    def deploy(
+        self, functions: list[dict[str, Any]], sources: dict[str, str], version: str = "bench"
+    ) -> dict[str, Any]:
         """Apply a deployment of ``functions`` with code ``{name: source of index.py}``; raises GatewayError."""
         manifest = yaml.safe_dump({"version": version, "functions": functions}).encode()
         files: list[tuple[str, Any]] = [("manifest", ("deployment.yaml", manifest, "application/yaml"))]
-        files += [(name, (f"{name}.zip", zip_source(src), "application/zip")) for name, src in sources.items()]
+        files += [
+            (name, (f"{name}.zip", zip_source(src), "application/zip")) for name, src in sources.items()
+        ]
         response = self._admin().put("/v1/deployment", files=files)
         if response.status_code != 200:
             raise GatewayError(f"deploy failed ({response.status_code}): {response.text}\n{self.log_tail()}")
@@ -158,7 +164,9 @@ class BenchGateway:
         text = self._admin().get("/metrics").text
         values: dict[str, float] = {}
         for kind in ("sum", "count"):
-            found = re.search(rf'^{metric}_{kind}{{function="{re.escape(function_name)}"}} (\S+)$', text, re.M)
+            found = re.search(
+                rf'^{metric}_{kind}{{function="{re.escape(function_name)}"}} (\S+)$', text, re.M
+            )
             if found:
                 values[kind] = float(found.group(1))
         if not values.get("count"):
@@ -184,11 +192,11 @@ class BenchGateway:
                     raise
         raise AssertionError("unreachable")
 
-    def wait_for(self, predicate: Callable[[], T], timeout: float = 15.0, what: str = "a condition",
+    def wait_for(self, predicate: Callable[[], T | None], timeout: float = 15.0, what: str = "a condition",
                  interval: float = 0.01) -> T:  # fmt: skip
         """Poll ``predicate`` until it returns something truthy; raises TimeoutError with the last value."""
         deadline = time.monotonic() + timeout
-        last: T = predicate()
+        last = predicate()
         while not last:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"timed out waiting for {what}; last value {last!r}")

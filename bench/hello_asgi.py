@@ -8,7 +8,6 @@ same server stack the gateway uses, so the ratio shows what the gateway's own pa
 from __future__ import annotations
 
 import socket
-import sys
 from typing import Any
 
 import uvicorn
@@ -41,4 +40,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

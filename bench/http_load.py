@@ -27,7 +27,9 @@ def run_loadgen(mode: str, url: str, *, headers: dict[str, str] | None = None, t
         args += ["--header", f"{name}: {value}"]
     done = subprocess.run(args, capture_output=True, timeout=timeout)
     if done.returncode != 0:
-        raise RuntimeError(f"load generator failed ({done.returncode}): {done.stderr.decode(errors='replace')[-2000:]}")
+        raise RuntimeError(
+            f"load generator failed ({done.returncode}): {done.stderr.decode(errors='replace')[-2000:]}"
+        )
     return json.loads(done.stdout)  # type: ignore[no-any-return]
 
 

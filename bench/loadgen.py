@@ -44,7 +44,9 @@ def latency(url: str, n: int, warmup: int, headers: dict[str, str], body: bytes)
 class _Client(asyncio.Protocol):
     """One keep-alive connection sending the same request again as soon as the previous answer is complete."""
 
-    def __init__(self, request: bytes, stats: dict[str, int], stop: asyncio.Event, done: asyncio.Future[None]) -> None:
+    def __init__(
+        self, request: bytes, stats: dict[str, int], stop: asyncio.Event, done: asyncio.Future[None]
+    ) -> None:
         self.request = request
         self.stats = stats
         self.stop = stop
@@ -63,7 +65,9 @@ class _Client(asyncio.Protocol):
             if end < 0:
                 return
             head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
-            length = next((int(h.split(":", 1)[1]) for h in head[1:] if h.lower().startswith("content-length:")), None)
+            length = next(
+                (int(h.split(":", 1)[1]) for h in head[1:] if h.lower().startswith("content-length:")), None
+            )
             if length is None:
                 raise RuntimeError(f"response without Content-Length: {head!r}")
             if len(self.buffer) < end + 4 + length:
@@ -84,7 +88,9 @@ class _Client(asyncio.Protocol):
             self.done.set_result(None)
 
 
-async def _throughput(url: str, conc: int, duration: float, warmup: float, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+async def _throughput(
+    url: str, conc: int, duration: float, warmup: float, headers: dict[str, str], body: bytes
+) -> dict[str, Any]:
     parts = urlsplit(url)
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     lines = [f"POST {parts.path or '/'} HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(body)}"]
@@ -107,10 +113,13 @@ async def _throughput(url: str, conc: int, duration: float, warmup: float, heade
     stop.set()
     await asyncio.wait_for(asyncio.gather(*done), 30)
     cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
-    return {"requests": requests, "errors": errors, "seconds": elapsed, "client_cpu_s": round(cpu, 3)}
+    return {"requests": requests, "errors": errors, "seconds": elapsed, "client_cpu_s": round(cpu, 3),
+            "total_requests": stats["requests"]}  # fmt: skip
 
 
-def throughput(url: str, conc: int, duration: float, warmup: float, headers: dict[str, str], body: bytes) -> dict[str, Any]:
+def throughput(
+    url: str, conc: int, duration: float, warmup: float, headers: dict[str, str], body: bytes
+) -> dict[str, Any]:
     """``conc`` connections for ``warmup + duration`` seconds; counts only what completes within ``duration``."""
     try:
         import uvloop

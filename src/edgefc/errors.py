@@ -136,3 +136,23 @@ class QueueFull(EdgefcError):
 
     http_status = 503
     type = "QueueFull"
+
+
+class DeviceError(EdgefcError):
+    """Raised by the device service when a driver refuses an operation (its callback's code and message),
+    or when a driver's own request is refused (a report from a device it never registered): HTTP 422.
+
+    ``code`` is the Link IoT Edge style error code (see docs/devices.md), e.g. 109002 for an unknown property.
+    """
+
+    http_status = 422
+    type = "DeviceError"
+
+    def __init__(self, code: int, message: str, *, details: Any = None) -> None:
+        super().__init__(message, details=details)
+        self.code = int(code)
+
+    def to_dict(self) -> dict[str, Any]:
+        body = super().to_dict()
+        body["code"] = self.code
+        return body

@@ -42,21 +42,24 @@ def gateway_id(data_dir: Path) -> str:
     return (data_dir / "gateway.id").read_text().strip()
 
 
-def runc_root(data_dir: Path) -> Path:
-    """Where the gateway's RuncSandbox keeps runc's state: ``<data>/run/runc`` (state dir) ``/runc``."""
-    return data_dir / "run" / "runc" / "runc"
+def sandbox_of(data_dir: Path) -> RuncSandbox:
+    """The container sandbox as the gateway of ``data_dir`` builds it (gateway/core.py): where its runc root,
+    bundles, lease pool and names are. Building one touches nothing on the host."""
+    return RuncSandbox(data_dir / "run" / "runc", gateway_id=gateway_id(data_dir), data_dir=data_dir)
 
 
 def container_id(data_dir: Path, instance_id: str) -> str:
-    return f"efc-{gateway_id(data_dir)}-{instance_id}"
+    return sandbox_of(data_dir).prefix + instance_id
 
 
 def runc_ids(data_dir: Path) -> list[str]:
     """Every container runc knows under the gateway's root (running or stopped)."""
-    root = runc_root(data_dir)
+    root = sandbox_of(data_dir).runc_root
     if not root.is_dir():
         return []
-    out = subprocess.run(["runc", "--root", str(root), "list", "-q"], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        ["runc", "--root", str(root), "list", "-q"], capture_output=True, text=True, check=True
+    )
     return sorted(out.stdout.split())
 
 
@@ -66,6 +69,10 @@ def _cni_chains(network: str, cid: str) -> list[str]:
     return [f"CNI-{digest}"[:28], f"CNI-DN-{digest}"[:28]]
 
 
+def _json_of(*argv: str) -> Any:
+    return json.loads(subprocess.run(argv, capture_output=True, text=True, check=True).stdout or "[]")
+
+
 def leftovers(data_dir: Path, ids: Iterable[str] | None = None) -> list[str]:
     """What the host still holds of this gateway's containers: all of them, or only the container ``ids``.
 
@@ -73,38 +80,39 @@ def leftovers(data_dir: Path, ids: Iterable[str] | None = None) -> list[str]:
     them, IPAM leases, iptables rules and per-container CNI chains, bundles, and any process (``runc run``
     or a container's own) that names one of them.
     """
-    prefix = f"efc-{gateway_id(data_dir)}-"
-    network = prefix[:-1]
+    box = sandbox_of(data_dir)
     wanted = set(ids) if ids is not None else None
 
     def ours(name: str) -> bool:
-        return name.startswith(prefix) and (wanted is None or name in wanted)
+        return name.startswith(box.prefix) and (wanted is None or name in wanted)
 
     found = [f"container {c}" for c in runc_ids(data_dir) if ours(c)]
     for mount in cgroup_mounts():
         parent = mount / CGROUP_PARENT
         if parent.is_dir():
             found += [f"cgroup {p}" for p in sorted(parent.iterdir()) if ours(p.name)]
-    netns = json.loads(subprocess.run(["ip", "-j", "netns", "list"], capture_output=True, text=True).stdout or "[]")
-    our_ns = {n["name"]: n.get("id") for n in netns if ours(n["name"])}
+    our_ns = {n["name"]: n.get("id") for n in _json_of("ip", "-j", "netns", "list") if ours(n["name"])}
     found += [f"netns {n}" for n in sorted(our_ns)]
-    veths = json.loads(subprocess.run(["ip", "-j", "link", "show", "type", "veth"], capture_output=True, text=True).stdout or "[]")
     ns_ids = {i for i in our_ns.values() if i is not None}
+    veths = _json_of("ip", "-j", "link", "show", "type", "veth")
     found += [f"veth {v['ifname']}" for v in veths if v.get("link_netnsid") in ns_ids]
-    leases = data_dir / "run" / "runc" / "cni" / "ipam" / network
-    if leases.is_dir():
-        for lease in leases.iterdir():
-            if lease.name[0].isdigit() and ours(lease.read_text().split()[0] if lease.read_text().strip() else ""):
-                found.append(f"lease {lease.name}")
+    assert box.net is not None
+    pool = box.net.ipam_dir / box.net.name
+    for lease in sorted(pool.iterdir()) if pool.is_dir() else []:
+        try:
+            owner = lease.read_text().split() if lease.name[0].isdigit() else []
+        except FileNotFoundError:  # released while we looked
+            continue
+        if owner and ours(owner[0]):
+            found.append(f"lease {lease.name} {owner[0]}")
     rules = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout.splitlines()
     if wanted is None:
-        found += [f"rule {r}" for r in rules if network in r]
+        found += [f"rule {r}" for r in rules if box.prefix in r]
     else:
-        chains = {c for cid in wanted for c in _cni_chains(network, cid)}
-        found += [f"rule {r}" for r in rules if any(cid in r for cid in wanted) or any(c in r for c in chains)]
-    bundles = data_dir / "run" / "runc" / "bundles"
-    if bundles.is_dir():
-        found += [f"bundle {b.name}" for b in bundles.iterdir() if ours(b.name)]
+        chains = {c for cid in wanted for c in _cni_chains(box.net.name, cid)}
+        found += [f"rule {r}" for r in rules if any(x in r for x in wanted | chains)]
+    if box.bundles.is_dir():
+        found += [f"bundle {b.name}" for b in box.bundles.iterdir() if ours(b.name)]
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -122,8 +130,21 @@ def wait_clean(gw: GatewayProcess, ids: Iterable[str] | None = None, timeout: fl
     gw.wait_for(lambda: not leftovers(gw.data_dir, ids), timeout=timeout, what="container cleanup")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
+def process_cgroup_dirs(data_dir: Path) -> list[Path]:
+    """The process sandbox's per-gateway cgroup folders (``edgefc/<gateway id>``) still on the host."""
+    gid = gateway_id(data_dir)
+    return [
+        mount / CGROUP_PARENT / gid for mount in cgroup_mounts() if (mount / CGROUP_PARENT / gid).is_dir()
+    ]
+
+
+def host_leftovers(data_dir: Path) -> list[str]:
+    """What a stopped gateway must not leave: anything of its containers, and its own cgroup folders."""
+    return leftovers(data_dir) + [f"cgroup {p}" for p in process_cgroup_dirs(data_dir)]
+
+
+def free_port(kind: int = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
@@ -157,7 +178,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
         yield gateway
     finally:
         gateway.stop()
-    assert not leftovers(gateway.data_dir), leftovers(gateway.data_dir)
+    assert not host_leftovers(gateway.data_dir), host_leftovers(gateway.data_dir)
 
 
 # A continuous function serving HTTP inside its own network namespace; the port comes from its config.
@@ -176,9 +197,18 @@ class Reply(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+def echo(sock):
+    while True:
+        data, peer = sock.recvfrom(2048)
+        sock.sendto(b"echo " + data, peer)
+
 def init(context):
     server = http.server.ThreadingHTTPServer(("0.0.0.0", fc.config()["port"]), Reply)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    if "udp" in fc.config():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("0.0.0.0", fc.config()["udp"]))
+        threading.Thread(target=echo, args=(sock,), daemon=True).start()
 
 def handler(event, context):
     request = json.loads(event or b"{}")
@@ -198,25 +228,35 @@ def handler(event, context):
 """
 
 
+def udp_echo(port: int, payload: bytes) -> bytes:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(2.0)
+        s.sendto(payload, ("127.0.0.1", port))
+        return s.recvfrom(2048)[0]
+
+
 def test_port_mapping_reaches_port_80_and_unmapped_ports_stay_inside(gw: GatewayProcess) -> None:
-    host_port, other_port = free_port(), free_port()
+    host_port, other_port, udp_port = free_port(), free_port(), free_port(socket.SOCK_DGRAM)
     api_port = int(gw.url.rsplit(":", 1)[1])
     manifest = {"functions": [
-        fn("fc-http-server", mode="continuous", initializer="index.init", config={"port": 80},
-           container={"ports": [f"{host_port}:80/tcp"]}),
+        fn("fc-http-server", mode="continuous", initializer="index.init", config={"port": 80, "udp": 53},
+           container={"ports": [f"{host_port}:80/tcp", f"{udp_port}:53/udp"]}),
         fn("fc-other", mode="continuous", initializer="index.init", config={"port": other_port}),
     ]}  # fmt: skip
     gw.deploy(manifest, {"fc-http-server": SERVER, "fc-other": SERVER})
     assert gw.status("fc-http-server")["isolation"] == "container"
 
     assert http_get(host_port) == "hello from fc-http-server"
+    assert udp_echo(udp_port, b"ping") == b"echo ping"
     inside = gw.invoke("fc-http-server", json.dumps({"own": 80, "api": api_port}).encode()).json()
     assert inside["uid"] == 65534  # port 80 bound by an unprivileged user, in its own netns
     assert inside["own"] == "hello from fc-http-server"
     assert inside["api"] == "ConnectionRefusedError"  # the host's loopback is not the container's
 
     # fc-other really listens (on its own loopback) but nothing maps its port onto the host.
-    assert gw.invoke("fc-other", json.dumps({"own": other_port}).encode()).json()["own"] == "hello from fc-other"
+    assert (
+        gw.invoke("fc-other", json.dumps({"own": other_port}).encode()).json()["own"] == "hello from fc-other"
+    )
     assert refused(other_port)
 
     # Undeployed: the mapping goes with the container.
@@ -253,7 +293,9 @@ def handler(event, context):
 """
 
 
-def test_volumes_are_read_and_written_and_nothing_else_of_the_host_is_visible(gw: GatewayProcess, tmp_path: Path) -> None:
+def test_volumes_are_read_and_written_and_nothing_else_of_the_host_is_visible(
+    gw: GatewayProcess, tmp_path: Path
+) -> None:
     rw, ro = tmp_path / "rw", tmp_path / "ro"
     for folder in (rw, ro):
         folder.mkdir()
@@ -263,7 +305,9 @@ def test_volumes_are_read_and_written_and_nothing_else_of_the_host_is_visible(gw
         fn("fc-files", container={"volumes": [f"{rw}:/data:rw", f"{ro}:/config:ro"]}),
         fn("fc-secret", mode="continuous"),
     ]}  # fmt: skip
-    gw.deploy(manifest, {"fc-files": FILES, "fc-secret": "def handler(event, context):\n    return 'secret'\n"})
+    gw.deploy(
+        manifest, {"fc-files": FILES, "fc-secret": "def handler(event, context):\n    return 'secret'\n"}
+    )
     secret_code = gw.data_dir / "code" / gw.status("fc-secret")["code_sha256"]
     assert (secret_code / "index.py").is_file()
     host_root = sorted(set(os.listdir("/root")) - {".pyenv"})  # the Python may live under /root (DESIGN §8)
@@ -288,7 +332,13 @@ def test_volumes_are_read_and_written_and_nothing_else_of_the_host_is_visible(gw
     assert probes["/code"] == {"list": ["index.py"]}  # its own code, nothing else
     root_seen = probes["/root"].get("list", [])
     assert not set(root_seen) & set(host_root), f"host /root visible: {root_seen}"
-    for path in (str(gw.data_dir), str(gw.data_dir / "admin.token"), str(secret_code), str(secret_code / "index.py"), "/etc/shadow"):
+    for path in (
+        str(gw.data_dir),
+        str(gw.data_dir / "admin.token"),
+        str(secret_code),
+        str(secret_code / "index.py"),
+        "/etc/shadow",
+    ):
         assert probes[path] == {"error": "FileNotFoundError"}, (path, probes[path])
 
 
@@ -324,13 +374,19 @@ def test_mapped_device_is_readable_and_unmapped_ones_are_absent(gw: GatewayProce
     device = _spare_device()
     gw.deploy({"functions": [fn("fc-dev", mode="continuous", container={"devices": [f"{device}:/dev/mydev:r"]})]},
               {"fc-dev": DEVICES})  # fmt: skip
-    answer = gw.invoke("fc-dev", json.dumps(["/dev/mydev", str(device), "/dev/kmsg", "/dev/loop-control"]).encode()).json()
-    assert answer["/dev/mydev"] == {"exists": True, "rb": "", "wb": "PermissionError"}  # r only: the device cgroup refuses w
+    answer = gw.invoke(
+        "fc-dev", json.dumps(["/dev/mydev", str(device), "/dev/kmsg", "/dev/loop-control"]).encode()
+    ).json()
+    assert answer["/dev/mydev"] == {
+        "exists": True,
+        "rb": "",
+        "wb": "PermissionError",
+    }  # r only: the device cgroup refuses w
     for absent in (str(device), "/dev/kmsg", "/dev/loop-control"):
         assert answer[absent]["exists"] is False, (absent, answer[absent])
     # The device cgroup of the container allows exactly that node (beyond runc's defaults), read only.
     cid = container_id(gw.data_dir, instance_ids(gw, "fc-dev")[0])
-    allowed = (Path("/sys/fs/cgroup/devices") / CGROUP_PARENT / cid / "devices.list")
+    allowed = Path("/sys/fs/cgroup/devices") / CGROUP_PARENT / cid / "devices.list"
     if allowed.exists():  # cgroup v1
         rdev = device.stat().st_rdev
         rules = allowed.read_text().split("\n")
@@ -360,7 +416,11 @@ def test_privileged_can_mount_a_tmpfs_and_unprivileged_cannot(gw: GatewayProcess
     gw.deploy({"functions": [fn("fc-priv", container={"privileged": True}), fn("fc-plain")]},
               {"fc-priv": MOUNTER, "fc-plain": MOUNTER})  # fmt: skip
     assert gw.invoke("fc-priv").json() == {"uid": 0, "mounted": True, "kmsg": True}  # and the host's /dev
-    assert gw.invoke("fc-plain").json() == {"uid": 65534, "mounted": False, "errno": "Operation not permitted"}
+    assert gw.invoke("fc-plain").json() == {
+        "uid": 65534,
+        "mounted": False,
+        "errno": "Operation not permitted",
+    }
 
 
 HOG = """
@@ -426,11 +486,14 @@ def test_status_shows_the_isolation_each_gateway_gives(gw: GatewayProcess, tmp_p
                                 {"fc-iso": ECHO}, expect=422)  # fmt: skip
         error = response.json()["error"]
         assert error["type"] == "ValidationError"
-        assert any(p.startswith("functions[0].isolation:") and "container" in p for p in error["details"]), error
+        assert any(p.startswith("functions[0].isolation:") and "container" in p for p in error["details"]), (
+            error
+        )
         assert plain.status("fc-iso")["isolation"] == "process"
         assert plain.client.get("/v1/deployment").json()["version"] != "want-container"  # type: ignore[union-attr]
     finally:
         plain.stop()
+    assert not process_cgroup_dirs(plain.data_dir)
 
 
 def _bad_inputs(tmp: Path, taken: int) -> list[tuple[str, list[dict[str, Any]], str, str]]:
@@ -458,7 +521,9 @@ def _bad_inputs(tmp: Path, taken: int) -> list[tuple[str, list[dict[str, Any]], 
     ]  # fmt: skip
 
 
-def test_bad_container_input_is_422_naming_the_field_and_nothing_is_applied(gw: GatewayProcess, tmp_path: Path) -> None:
+def test_bad_container_input_is_422_naming_the_field_and_nothing_is_applied(
+    gw: GatewayProcess, tmp_path: Path
+) -> None:
     gw.deploy({"version": "good-1", "functions": [fn("fc-keep", mode="continuous")]}, {"fc-keep": ECHO})
     before = gw.status("fc-keep")
     with socket.socket() as holder:
@@ -486,4 +551,3 @@ def test_bad_container_input_is_422_naming_the_field_and_nothing_is_applied(gw: 
     assert instance_ids(gw, "fc-keep") == [i["id"] for i in before["instances"]] and after["restarts"] == 0
     names = {f["name"] for f in gw.client.get("/v1/functions").json()}  # type: ignore[union-attr]
     assert names == {"fc-keep"}
-

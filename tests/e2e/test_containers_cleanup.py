@@ -17,9 +17,11 @@ from tests.e2e.test_containers import (
     SERVER,
     container_id,
     free_port,
+    host_leftovers,
     http_get,
     instance_ids,
     leftovers,
+    refused,
     require_containers,
     runc_ids,
     wait_clean,
@@ -65,24 +67,38 @@ def test_stop_crash_timeout_and_oom_each_leave_nothing(tmp_path: Path) -> None:
         gw.deploy(manifest, {"fc-ends": ENDS, "fc-keeper": ENDS})
         keeper = container_id(gw.data_dir, instance_ids(gw, "fc-keeper")[0])
 
-        for event, status, error_type in ((b"crash", 502, "Unhandled"), (b"hang", 504, "Timeout"), (b"hog", 502, "OutOfMemory")):
+        for event, status, error_type in (
+            (b"crash", 502, "Unhandled"),
+            (b"hang", 504, "Timeout"),
+            (b"hog", 502, "OutOfMemory"),
+        ):
             cid = _warm_container(gw, "fc-ends")
             response = gw.invoke("fc-ends", event)
-            assert (response.status_code, response.headers.get("X-Edgefc-Error-Type")) == (status, error_type), response.text
+            assert (response.status_code, response.headers.get("X-Edgefc-Error-Type")) == (
+                status,
+                error_type,
+            ), response.text
             wait_clean(gw, [cid])
 
         # A stop the gateway asks for (restart of the function) and a crash of a continuous instance.
         cid = _warm_container(gw, "fc-ends")
-        assert gw.client is not None and gw.client.post("/v1/functions/fc-ends/restart").status_code in (200, 202, 204)
+        assert gw.client is not None and gw.client.post("/v1/functions/fc-ends/restart").status_code in (
+            200,
+            202,
+            204,
+        )
         wait_clean(gw, [cid])
         assert gw.invoke("fc-keeper", b"crash").status_code == 502
-        gw.wait_for(lambda: instance_ids(gw, "fc-keeper") and gw.status("fc-keeper")["state"] == "running", what="keep-alive")
+        gw.wait_for(
+            lambda: instance_ids(gw, "fc-keeper") and gw.status("fc-keeper")["state"] == "running",
+            what="keep-alive",
+        )
         wait_clean(gw, [keeper])
         assert gw.status("fc-keeper")["last_exit"]["reason"] in ("exited", "crash")
         assert len(runc_ids(gw.data_dir)) == 1  # the keeper's new container, nothing else
     finally:
         gw.stop()
-    assert not leftovers(gw.data_dir), leftovers(gw.data_dir)
+    assert not host_leftovers(gw.data_dir), host_leftovers(gw.data_dir)
 
 
 def test_sigkilled_gateway_restarted_leaves_exactly_the_five_new_containers(tmp_path: Path) -> None:
@@ -124,4 +140,30 @@ def test_sigkilled_gateway_restarted_leaves_exactly_the_five_new_containers(tmp_
         assert restored_s < 30
     finally:
         again.stop()
-    assert not leftovers(data), leftovers(data)
+    assert not host_leftovers(data), host_leftovers(data)
+
+
+def test_restart_with_process_isolation_still_removes_the_dead_runs_containers(tmp_path: Path) -> None:
+    require_containers()
+    data = tmp_path / "data"
+    port = free_port()
+    gw = GatewayProcess(data, isolation="container").start()
+    try:
+        gw.deploy({"functions": [fn("fc-web", mode="continuous", initializer="index.init", config={"port": 80},
+                                    container={"ports": [f"{port}:80/tcp"]})]}, {"fc-web": SERVER})  # fmt: skip
+        old = runc_ids(data)
+        gw.sigkill()
+    finally:
+        gw.stop()
+    # A process gateway on the same data dir still removes what the container run left (and holds none).
+    plain = GatewayProcess(data, isolation="process").start()
+    try:
+        left = leftovers(data, old)
+        assert plain.client is not None and plain.client.get("/v1/functions").json() == []
+    finally:
+        plain.stop()
+        if left:  # the host is cleaned either way: a container gateway on the data dir reconciles
+            GatewayProcess(data, isolation="container").start().stop()
+    assert not left, left
+    assert not host_leftovers(data), host_leftovers(data)
+    assert refused(port)

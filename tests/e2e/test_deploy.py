@@ -81,13 +81,13 @@ def test_redeploy_touches_only_what_changed(gateway: GatewayProcess) -> None:
 def test_in_flight_events_of_a_changed_function_all_succeed(gateway: GatewayProcess) -> None:
     gateway.deploy({"version": "1", "functions": [fn("slow", timeout_s=5, max_queue=20)]}, {"slow": echo("one")})
     sync_answer: list[httpx.Response] = []
-    sync = threading.Thread(target=lambda: sync_answer.append(gateway.invoke("slow", b"sleep 0.6")))
+    sync = threading.Thread(target=lambda: sync_answer.append(gateway.invoke("slow", b"sleep 1")))
     sync.start()
     gateway.wait_for(lambda: gateway.status("slow")["instances"] and gateway.status("slow")["instances"][0]["inflight"],
                      what="sync event running")  # fmt: skip
     ids = [gateway.invoke("slow", b"sleep 0.2", headers={"X-Edgefc-Invocation-Type": "async"}).json()["invocation_id"]
            for _ in range(4)]  # fmt: skip
-    assert gateway.status("slow")["queued"] >= 3  # in flight and waiting while the redeploy happens
+    gateway.wait_for(lambda: gateway.status("slow")["queued"] == 4, what="events waiting")  # during the redeploy
 
     gateway.deploy({"version": "2", "functions": [fn("slow", timeout_s=5, max_queue=20)]}, {"slow": echo("two")})
     assert gateway.invoke("slow").json()["tag"] == "two"  # new events go to the new version at once

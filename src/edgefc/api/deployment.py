@@ -7,9 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
+from starlette.types import Message, Receive
 
 from edgefc.api.body import read_body
-from edgefc.errors import BadRequest, ValidationError
+from edgefc.errors import BadRequest, PayloadTooLarge, ValidationError
 from edgefc.gateway.deploy import Limits, split_folder_zip
 
 router = APIRouter(tags=["deployment"])
@@ -32,9 +33,27 @@ DEPLOY_BODY = {
 }
 
 
+def _capped(receive: Receive, limit: int) -> Receive:
+    """``receive`` that raises PayloadTooLarge past ``limit`` body bytes (a chunked body has no Content-Length)."""
+    size = 0
+
+    async def capped() -> Message:
+        nonlocal size
+        message = await receive()
+        size += len(message.get("body", b""))
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the cap of {limit} bytes")
+        return message
+
+    return capped
+
+
 async def _multipart(request: Request, max_body: int) -> tuple[str, dict[str, bytes]]:
+    request = Request(request.scope, _capped(request.receive, max_body))
     try:
         form = await request.form(max_files=1000, max_fields=1000, max_part_size=max_body)
+    except PayloadTooLarge:
+        raise
     except Exception as exc:  # noqa: BLE001 — any parse failure of the multipart body is the client's
         raise BadRequest(f"cannot parse the multipart body: {exc}") from exc
     manifest_text: str | None = None

@@ -137,7 +137,11 @@ def ps(ctx: click.Context, as_json: bool) -> None:
             str(f.get("errors", 0)), _fmt_ms(duration.get("p50")), _fmt_ms(duration.get("p99")), str(f.get("restarts", 0)),
             f"{last.get('reason')} ({last.get('code')})" if last else "-",
         )  # fmt: skip
-    Console().print(table)
+    # Piped (a script, `| grep`), rich would squeeze the table into 80 columns and cut names: print it whole.
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=10_000)
+    console.print(table)
 
 
 @cli.command()

@@ -158,18 +158,20 @@ class Gateway:
         await process.open()
         self.sandboxes["process"] = process
         setting = self.config.isolation.value
-        if setting != "process":
-            ok, why = self._container_available()
-            if ok:
-                from edgefc.sandbox.runc import RuncSandbox
+        ok, why = self._container_available()
+        if ok:
+            from edgefc.sandbox.runc import RuncSandbox
 
-                container = RuncSandbox(self.run_dir / "runc", gateway_id=self.gateway_id, data_dir=self.data_dir)
-                await container.open()
-                self.sandboxes["container"] = container
+            container = RuncSandbox(self.run_dir / "runc", gateway_id=self.gateway_id, data_dir=self.data_dir)
+            await container.open()  # reconciles what an earlier run left, whatever this run's setting
+            if setting == "process":
+                await container.close()
             else:
-                note = f"containers unavailable ({why}); functions run in the process sandbox"
-                self.isolation_notes.append(note)
-                log.warning("isolation %s: %s", setting, note)
+                self.sandboxes["container"] = container
+        elif setting != "process":
+            note = f"containers unavailable ({why}); functions run in the process sandbox"
+            self.isolation_notes.append(note)
+            log.warning("isolation %s: %s", setting, note)
 
     @staticmethod
     def _container_available() -> tuple[bool, str]:
@@ -309,13 +311,14 @@ class Gateway:
         status["duration_ms"] = perf.get("duration_ms")
         status["invocations_per_s"] = perf.get("invocations_per_s")
         status["perf"] = perf
-        figures = self.stats.snapshot(history_s=0)["functions"].get(name, {}) if self.stats else {}
-        status["cpu_percent"] = figures.get("cpu_percent")
-        status["memory_bytes"] = figures.get("memory_bytes")
         status["memory_limit_bytes"] = manager.plan.memory_mb * 1024 * 1024
-        sampled = {row["id"]: row for row in figures.get("instances") or []}
+        cpu_total = 0.0
         for inst in status["instances"]:
-            inst["cpu_percent"] = sampled.get(inst["id"], {}).get("cpu_percent")
+            sampled = self.stats.instance(inst["id"]) if self.stats else None
+            inst["cpu_percent"] = sampled.get("cpu_percent") if sampled else None
+            cpu_total += inst["cpu_percent"] or 0.0
+        status["cpu_percent"] = cpu_total if status["instances"] else None
+        status["memory_bytes"] = sum(i["memory_bytes"] or 0 for i in status["instances"]) if status["instances"] else None
         schedule = None
         fn = self.deployer.manifest.function(name) if self.deployer and self.deployer.manifest else None
         if fn is not None and fn.schedule:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,8 +131,15 @@ def clean_message(message: str | bytes, max_bytes: int) -> str:
     encoded_len = len(text) if text.isascii() else len(text.encode("utf-8"))
     if encoded_len <= max_bytes:
         return text
+    total = len(data)
+    marked = _MARK.search(text) if text.endswith(" bytes in all]") else None
+    if marked is not None:  # the worker cut the line already: keep the whole size it counted
+        text, total = text[: marked.start()], int(marked.group(1))
     head = text.encode("utf-8")[:max_bytes].decode("utf-8", "ignore")
-    return f"{head}… [truncated: {len(data)} bytes in all]"
+    return f"{head}… [truncated: {total} bytes in all]"
+
+
+_MARK = re.compile(r"… \[truncated: (\d+) bytes in all\]\Z")
 
 
 def _is_valid(text: str) -> bool:

@@ -86,6 +86,14 @@ class CgroupTree:
                 removed.append(child.name)
         return removed
 
+    def close(self) -> None:
+        """Remove the gateway's folder (and any instance cgroup still in it)."""
+        self.reconcile()
+        try:
+            self.base.rmdir()
+        except OSError:
+            pass
+
     def create(self, name: str, limit_bytes: int) -> MemoryCgroup:
         """Make the cgroup of one instance with its memory limit (no swap beyond it). Raises SandboxError."""
         path = self.base / name

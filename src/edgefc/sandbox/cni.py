@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 CNI_VERSION = "1.0.0"
 NETNS_DIR = Path("/run/netns")
 IFNAME = "eth0"
+# host-local's leases for every gateway of this host: one pool per bridge, gone at reboot with the netns.
+HOST_IPAM_DIR = Path("/run/edgefc/cni/ipam")
 
 
 def plugin_dir() -> Path | None:
@@ -94,14 +96,17 @@ class Attachment:
 class CniNetwork:
     """The bridge network of one gateway: ADD/DEL of instances, and the sweep of what a dead run left."""
 
-    def __init__(self, state_dir: Path, *, name: str, bridge: str, subnet: str, plugins: Path) -> None:
+    def __init__(self, state_dir: Path, *, name: str, bridge: str, subnet: str, plugins: Path,
+                 ipam_dir: Path | None = None) -> None:  # fmt: skip
         self.state_dir = state_dir
         self.name = name
         self.bridge = bridge
         self.subnet = subnet
         self.plugins = plugins
         self.records = state_dir / "attachments"
-        self.ipam_dir = state_dir / "ipam"
+        # host-local keeps its leases in <ipam_dir>/<name>: networks that share a bridge must share both,
+        # or each hands out the same addresses on it.
+        self.ipam_dir = ipam_dir or state_dir / "ipam"
 
     def _plugins(self) -> list[dict[str, Any]]:
         return [
@@ -224,14 +229,14 @@ class CniNetwork:
         return removed
 
     async def remove_bridge_if_unused(self) -> None:
-        """Delete our bridge when nothing is attached to it any more."""
+        """Delete our bridge, and its lease pool if it holds no lease, when nothing is attached to it any more."""
         brif = Path("/sys/class/net") / self.bridge / "brif"
         if brif.is_dir() and not any(brif.iterdir()):
             await run("ip", "link", "delete", self.bridge)
-
-    def forget(self) -> None:
-        """Remove the IPAM state (after every lease was released)."""
-        shutil.rmtree(self.ipam_dir, ignore_errors=True)
+            pool = self.ipam_dir / self.name
+            # Lease files are named by address; what else is there is host-local's lock and cursor.
+            if pool.is_dir() and not any(p.name[0].isdigit() or ":" in p.name for p in pool.iterdir()):
+                shutil.rmtree(pool, ignore_errors=True)
 
 
 def _split_rule(rule: str) -> list[str]:

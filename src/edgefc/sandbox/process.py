@@ -267,3 +267,5 @@ class ProcessSandbox(Sandbox):
             await self._reader_task
         for inst in instances:
             await inst.wait()
+        if self.cgroups is not None:
+            await asyncio.to_thread(self.cgroups.close)

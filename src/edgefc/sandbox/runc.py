@@ -179,8 +179,15 @@ class RuncSandbox(Sandbox):
         self.runc = find_runc() or "runc"
         plugins = cni.plugin_dir()
         self.net = (
+            # One network (name and lease pool) per bridge, shared by every gateway on this host: each
+            # gateway's leases, rules and namespaces are still told apart by the ids' efc-<gateway>- prefix.
             cni.CniNetwork(
-                state_dir / "cni", name=f"efc-{gateway_id}", bridge=bridge, subnet=subnet, plugins=plugins
+                state_dir / "cni",
+                name=f"edgefc-{bridge}",
+                bridge=bridge,
+                subnet=subnet,
+                plugins=plugins,
+                ipam_dir=cni.HOST_IPAM_DIR,
             )
             if plugins is not None
             else None

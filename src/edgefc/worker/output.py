@@ -5,6 +5,7 @@ Lines keep the request id of the event that wrote them; a Python traceback is on
 
 from __future__ import annotations
 
+import codecs
 import io
 import logging
 import os
@@ -39,6 +40,34 @@ def current_request() -> str | None:
         return next(iter(_active)) if len(_active) == 1 else None
 
 
+# Longer lines are cut here already: a line of many megabytes then costs neither the function's memory nor
+# quadratic joining nor a frame over the protocol's limit; the store cuts again to its own max_line_bytes.
+MAX_LINE_CHARS = 1024 * 1024
+
+
+def _utf8_len(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def _cut(text: str, total_bytes: int) -> str:
+    """``text`` (already at most MAX_LINE_CHARS) with the store's truncation mark naming the whole size."""
+    return f"{text}… [truncated: {total_bytes} bytes in all]"
+
+
+def _sendable(text: str) -> str:
+    """Text that can be encoded as UTF-8: lone surrogates (surrogateescape'd bytes) shown as ``\\xNN``."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 _CHAIN = ("During handling of the above exception", "The above exception was the direct cause")
 _HOLD_S = 0.1  # how long a finished traceback waits for a chained one to follow before it is sent alone
 
@@ -56,7 +85,10 @@ class _LineGrouper:
     def __init__(self, emit_line: EmitLine, tag: Tag = lambda: None) -> None:
         self._emit = emit_line
         self._tag = tag
-        self._partial = ""
+        self._partial: list[str] = []  # the line being written, at most MAX_LINE_CHARS of it
+        self._partial_chars = 0
+        self._partial_bytes = 0  # the whole line's size, including what was cut off
+        self._partial_cut = False
         self._tb: list[str] | None = None
         self._tb_rid: str | None = None
         self._blanks = 0  # blank lines after a finished-looking block, kept in case a chain follows
@@ -69,12 +101,35 @@ class _LineGrouper:
 
     def feed(self, text: str) -> None:
         with self._lock:
-            text = self._partial + text
-            *lines, self._partial = text.split("\n")
-            for line in lines:
-                self._line(line)
+            *lines, rest = text.split("\n")
+            if lines:
+                self._line(self._end_partial(lines[0]))
+                for line in lines[1:]:
+                    self._line(line if len(line) <= MAX_LINE_CHARS else _cut(line[:MAX_LINE_CHARS], _utf8_len(line)))
+            self._add_partial(rest)
             if self._held_at is not None:
                 _releaser.watch(self)
+
+    def _add_partial(self, piece: str) -> None:
+        if not piece:
+            return
+        self._partial_bytes += _utf8_len(piece)
+        room = MAX_LINE_CHARS - self._partial_chars
+        if len(piece) > room:
+            self._partial_cut = True
+            piece = piece[:room]
+        if piece:
+            self._partial.append(piece)
+            self._partial_chars += len(piece)
+
+    def _end_partial(self, tail: str) -> str:
+        """The line made of what was pending and ``tail``, cut with a mark when it grew too long."""
+        if not self._partial:
+            return tail if len(tail) <= MAX_LINE_CHARS else _cut(tail[:MAX_LINE_CHARS], _utf8_len(tail))
+        self._add_partial(tail)
+        line, total, cut = "".join(self._partial), self._partial_bytes, self._partial_cut
+        self._partial, self._partial_chars, self._partial_bytes, self._partial_cut = [], 0, 0, False
+        return _cut(line, total) if cut else line
 
     def _line(self, line: str) -> None:
         if self._held_at is not None:
@@ -116,8 +171,7 @@ class _LineGrouper:
         with self._lock:
             self._release()
             if self._partial:
-                partial, self._partial = self._partial, ""
-                self._emit(partial, False, self._tag())
+                self._emit(self._end_partial(""), False, self._tag())
 
 
 class _Releaser:
@@ -181,7 +235,7 @@ class CapturedStream(io.TextIOBase):
 
     def _line(self, line: str, is_traceback: bool, request_id: str | None) -> None:
         level = "error" if is_traceback else self._level
-        self._emit(level, self._stream, request_id, line)
+        self._emit(level, self._stream, request_id, _sendable(line))
 
     def writable(self) -> bool:
         return True
@@ -215,7 +269,7 @@ class FrameLogHandler(logging.Handler):
         try:
             message = self.format(record)
             rid = getattr(record, "request_id", None) or current_request()
-            self._emit(record.levelname.lower(), "log", rid, message)
+            self._emit(record.levelname.lower(), "log", rid, _sendable(message))
         except Exception:  # noqa: BLE001 — logging must never raise into user code
             self.handleError(record)
 
@@ -231,12 +285,15 @@ def capture_fds(emit: Emit) -> None:
 
 def _pump(fd: int, emit: Emit, stream: str, level: str) -> None:
     grouper = _LineGrouper(lambda line, tb, rid: emit("error" if tb else level, stream, rid, line), current_request)
+    # Incremental, so a character split between two reads stays whole; bytes that are not UTF-8 show as \xNN.
+    decoder = codecs.getincrementaldecoder("utf-8")("backslashreplace")
     with open(fd, "rb", buffering=0) as pipe:
         while True:
             chunk = pipe.read(65536)
             if not chunk:
                 break
-            grouper.feed(chunk.decode("utf-8", "replace"))
+            grouper.feed(decoder.decode(chunk))
+    grouper.feed(decoder.decode(b"", final=True))
     grouper.flush()
 
 
