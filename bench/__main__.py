@@ -12,6 +12,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import sys
 import time
 import traceback
@@ -102,11 +103,11 @@ def run_module(module: str) -> Outcome:
 
 
 def placeholders(outcome: Outcome) -> dict[str, dict[str, Any]]:
-    """Null entries for the figures a skipped or failed module did not give, saying why."""
-    expected = MODULES.get(outcome.module, {})
+    """Null entries for the figures a module was expected to give and did not, saying why."""
+    why = f"{outcome.module} {outcome.note}" if outcome.note else f"not reported by {outcome.module}"
     return {
-        name: {"value": None, "unit": unit, "detail": {"skipped": f"{outcome.module} {outcome.note}"}}
-        for name, unit in expected.items()
+        name: {"value": None, "unit": unit, "detail": {"skipped": why}}
+        for name, unit in MODULES.get(outcome.module, {}).items()
         if name not in outcome.figures
     }
 
@@ -186,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     modules = select(args.names)
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 132)  # a log file gets the whole table
     outcomes: list[Outcome] = []
     started = time.monotonic()
     columns = (
@@ -205,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         for module in modules:
             progress.update(task, description=f"running {module}")
             outcome = run_module(module)
+            if outcome.figures:
+                outcome.figures.update(placeholders(outcome))
             outcomes.append(outcome)
             note = outcome.note or ", ".join(outcome.figures)
             progress.console.log(f"{module}: {note} ({outcome.seconds:.0f} s)")
@@ -212,7 +215,11 @@ def main(argv: list[str] | None = None) -> int:
         progress.update(task, description="done")
     console.print(table(outcomes))
     write_results(outcomes, partial=bool(args.names))
-    console.print(f"wrote {RESULTS.relative_to(HERE.parent)} in {time.monotonic() - started:.0f} s")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    console.print(
+        f"wrote {RESULTS.relative_to(HERE.parent)} in {time.monotonic() - started:.0f} s "
+        f"(load average now {load} on {os.cpu_count()} cores; other work on the machine skews figures)"
+    )
     return 1 if any(o.failed for o in outcomes) else 0
 
 

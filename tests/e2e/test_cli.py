@@ -84,6 +84,17 @@ def test_function_failure_exits_1_with_the_error(gateway: GatewayProcess) -> Non
     assert unknown.returncode == 2 and b"NotFound" in unknown.stderr
 
 
+def test_a_version_that_fails_to_start_shows_its_traceback(gateway: GatewayProcess, tmp_path: Path) -> None:
+    (tmp_path / "svc").mkdir()
+    (tmp_path / "svc" / "index.py").write_text("raise RuntimeError('needs config')\ndef handler(event, context):\n    pass\n")
+    (tmp_path / "deployment.yaml").write_text(yaml.safe_dump({"functions": [{**fn("svc"), "mode": "continuous"}]}))
+    done = gateway.cli("deploy", str(tmp_path / "deployment.yaml"))
+    assert done.returncode == 2
+    err = done.stderr.decode()
+    assert "DeployFailed" in err and "svc: InitError: RuntimeError: needs config" in err
+    assert "raise RuntimeError('needs config')" in err and "{'function'" not in err
+
+
 def test_unreachable_gateway_exits_3() -> None:
     env = {"EDGEFC_GATEWAY": "http://127.0.0.1:1", "EDGEFC_TOKEN": "t"}
     for args in (("invoke", "f", "--data", "x"), ("ps",), ("rollback",)):

@@ -79,17 +79,20 @@ def test_redeploy_touches_only_what_changed(gateway: GatewayProcess) -> None:
 
 
 def test_in_flight_events_of_a_changed_function_all_succeed(gateway: GatewayProcess) -> None:
-    gateway.deploy({"version": "1", "functions": [fn("slow", timeout_s=5, max_queue=20)]}, {"slow": echo("one")})
+    # The queue takes longer to drain (0.8 + 8 × 0.4 s) than one event may take (timeout 1 s, + 2 s grace):
+    # the old version must keep serving it as long as it moves.
+    slow = fn("slow", timeout_s=1, max_queue=20)
+    gateway.deploy({"version": "1", "functions": [slow]}, {"slow": echo("one")})
     sync_answer: list[httpx.Response] = []
-    sync = threading.Thread(target=lambda: sync_answer.append(gateway.invoke("slow", b"sleep 1")))
+    sync = threading.Thread(target=lambda: sync_answer.append(gateway.invoke("slow", b"sleep 0.8")))
     sync.start()
     gateway.wait_for(lambda: gateway.status("slow")["instances"] and gateway.status("slow")["instances"][0]["inflight"],
                      what="sync event running")  # fmt: skip
-    ids = [gateway.invoke("slow", b"sleep 0.2", headers={"X-Edgefc-Invocation-Type": "async"}).json()["invocation_id"]
-           for _ in range(4)]  # fmt: skip
-    gateway.wait_for(lambda: gateway.status("slow")["queued"] == 4, what="events waiting")  # during the redeploy
+    ids = [gateway.invoke("slow", b"sleep 0.4", headers={"X-Edgefc-Invocation-Type": "async"}).json()["invocation_id"]
+           for _ in range(8)]  # fmt: skip
+    gateway.wait_for(lambda: gateway.status("slow")["queued"] == 8, what="events waiting")  # during the redeploy
 
-    gateway.deploy({"version": "2", "functions": [fn("slow", timeout_s=5, max_queue=20)]}, {"slow": echo("two")})
+    gateway.deploy({"version": "2", "functions": [slow]}, {"slow": echo("two")})
     assert gateway.invoke("slow").json()["tag"] == "two"  # new events go to the new version at once
     sync.join(15)
     assert sync_answer and sync_answer[0].status_code == 200, sync_answer

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import psutil
 import pytest
 
@@ -119,6 +121,42 @@ def test_crash_loop_goes_to_backoff_then_failed_and_restart_recovers(gateway: Ga
     assert pids(gateway.status("svc")) == {answer["pid"]} and alive(answer["pid"])
 
 
+def test_a_crash_loop_that_heals_returns_to_running(gateway: GatewayProcess, tmp_path: Path) -> None:
+    gateway.deploy({"functions": [service(tmp_path)]}, {"svc": SERVICE})
+    flag = tmp_path / "crash.flag"
+    flag.touch()
+    gateway.invoke("svc", b"exit")
+    gateway.wait_for(lambda: gateway.status("svc")["state"] == "backoff", what="backoff")
+    flag.unlink()  # whatever broke is fixed: the next try of the keep-alive succeeds
+    gateway.wait_for(lambda: gateway.status("svc")["state"] == "running", timeout=5, what="running again")
+    status = gateway.status("svc")
+    assert len(status["instances"]) == 1 and status["instances"][0]["state"] == "ready"
+    assert gateway.invoke("svc").status_code == 200
+
+
+def test_restarts_at_once_leave_one_instance(gateway: GatewayProcess, tmp_path: Path) -> None:
+    gateway.deploy({"functions": [service(tmp_path)]}, {"svc": SERVICE})
+    before = pids(gateway.status("svc"))
+
+    def restart(answers: list[int]) -> None:
+        with httpx.Client(base_url=gateway.url, headers={"Authorization": f"Bearer {gateway.token}"}, timeout=30) as c:
+            answers.append(c.post("/v1/functions/svc/restart").status_code)
+
+    for _ in range(2):
+        answers: list[int] = []
+        threads = [threading.Thread(target=restart, args=(answers,)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert answers == [200, 200, 200]
+        gateway.wait_for(lambda: len(gateway.status("svc")["instances"]) == 1, timeout=5, what="exactly one instance")
+        assert gateway.status("svc")["state"] == "running"
+    (pid,) = pids(gateway.status("svc"))
+    assert pid not in before and gateway.invoke("svc").json()["pid"] == pid
+    assert gateway.status("svc")["restarts"] == 0  # asked for: not counted as crashes
+
+
 NEW_VERSIONS = {
     "import error": ("import no_such_module_for_edgefc\n" + SERVICE, "ModuleNotFoundError", None),
     "initializer raises": (SERVICE.replace("def init(context):", "def init(context):\n    raise RuntimeError('no config')"),
@@ -147,7 +185,9 @@ def test_new_version_that_fails_to_start_rolls_back_and_old_keeps_running(
     assert detail["function"] == "svc"
     assert expected in detail["message"] + "".join(detail.get("stack") or [])
     if case != "exit at import":
-        assert any("index.py" in line for line in detail["stack"])  # the traceback points at the user's file
+        stack = detail["stack"]
+        assert stack[0].startswith("Traceback") and "index.py" in stack[1]  # it starts at the user's own file
+        assert not any("edgefc/worker" in line or "importlib" in line for line in stack)
 
     assert gateway.client is not None
     info = gateway.client.get("/v1/deployment").json()

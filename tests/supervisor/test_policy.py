@@ -42,7 +42,7 @@ def test_no_overflow_after_very_many_failures() -> None:
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_jitter_stays_within_bounds_and_varies(seed: int) -> None:
-    delays = []
+    delays: list[float] = []
     for _ in range(200):
         policy = RestartPolicy(first_delay=1.0, jitter=0.2, cap=100.0, rng=random.Random(seed * 1000 + len(delays)))
         delays.append(fails(policy, 3)[2])  # the third exit: base delay 2.0 s

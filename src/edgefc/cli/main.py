@@ -6,13 +6,14 @@ import importlib
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
+import httpx
 from rich.console import Console
 from rich.table import Table
 
-from edgefc.cli.client import EXIT_BAD_INPUT, EXIT_FUNCTION_FAILED, CliExit, client_from
+from edgefc.cli.client import EXIT_BAD_INPUT, EXIT_FUNCTION_FAILED, ApiClient, CliExit, client_from
 from edgefc.cli.scaffold import scaffold
 from edgefc.errors import ValidationError
 
@@ -69,11 +70,30 @@ def deploy(ctx: click.Context, manifest: Path) -> None:
     files += [(name, (f"{name}.zip", data, "application/zip")) for name, data in bundles.items()]
     client = client_from(ctx)
     with Console(stderr=True).status(f"deploying {manifest} ({len(bundles)} function(s))…"):
-        result = client.json("PUT", "/v1/deployment", files=files, timeout=300)
+        response = client.request("PUT", "/v1/deployment", files=files, timeout=300)
+    if response.status_code >= 400:
+        _deploy_failed(client, response)
+    result = response.json()
     click.echo(f"deployment {result['version']} applied")
     for key, label in (("started", "started"), ("unchanged", "unchanged"), ("removed", "removed")):
         if result.get(key):
             click.echo(f"  {label}: {', '.join(result[key])}")
+
+
+def _deploy_failed(client: ApiClient, response: httpx.Response) -> NoReturn:
+    """Exit 2; a function that failed to start is shown by name with its traceback, not as a raw dict."""
+    try:
+        error = response.json()["error"]
+        details = error["details"] if error["type"] == "DeployFailed" else None
+    except (ValueError, KeyError, TypeError):
+        details = None
+    if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
+        client.fail(response)
+    lines = [f"DeployFailed: {error.get('message', '')}"]
+    for d in details:
+        lines.append(f"  {d.get('function')}: {d.get('type')}: {d.get('message')}")
+        lines += [f"    {line}" for line in "".join(d.get("stack") or []).rstrip().splitlines()]
+    raise CliExit("\n".join(lines), EXIT_BAD_INPUT)
 
 
 @cli.command()

@@ -98,6 +98,9 @@ def top(interval: float, once: bool) -> None:
     client = client_from(click.get_current_context())
     console = Console()
     if once:
+        if not console.is_terminal:
+            # Piped, rich would squeeze the table into 80 columns and wrap its cells: print it whole.
+            console = Console(width=10_000)
         console.print(frame(client))
         return
     try:

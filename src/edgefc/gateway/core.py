@@ -74,6 +74,7 @@ class Gateway:
         self.stats: StatsCollector | None = None
         self.messaging: Messaging | None = None
         self.deployer: Deployer | None = None
+        self.devices: Any = None  # edgefc.devices.service.DeviceService once started
         self._tasks: set[asyncio.Task[Any]] = set()
         # SDK operations served by other components, by prefix ("device.register" → call_handlers["device"]).
         self.call_handlers: dict[str, Callable[[str, str, dict[str, Any]], Awaitable[Any]]] = {}
@@ -114,6 +115,9 @@ class Gateway:
             extra_checks=lambda m: self._host_problems(m) + self.messaging.check(m),  # type: ignore[union-attr]
         )
         self.deployer.on_applied.append(lambda prepared: self.messaging.apply(prepared.manifest))  # type: ignore[union-attr]
+        from edgefc.devices.service import DeviceService
+
+        self.devices = DeviceService(self)
         self.stats = StatsCollector(self._sample, self.data_dir, metrics=self.metrics)
         await self.stats.start()
         await self._restore()
@@ -124,6 +128,8 @@ class Gateway:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.devices is not None:
+            self.devices.close()
         if self.stats is not None:
             with contextlib.suppress(Exception):
                 await self.stats.close()

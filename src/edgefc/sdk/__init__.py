@@ -9,7 +9,16 @@ from typing import Any
 
 from edgefc.worker.main import RemoteError, current
 
-__all__ = ["FunctionError", "config", "invoke", "publish"]
+__all__ = ["FunctionError", "config", "driver", "invoke", "publish", "things"]
+
+
+def __getattr__(name: str) -> Any:
+    """``fc.things`` and ``fc.driver``, imported on first use: the fork server preloads only this module."""
+    if name in ("things", "driver"):
+        import importlib
+
+        return importlib.import_module(f"edgefc.sdk.{name}")
+    raise AttributeError(f"module 'edgefc.sdk' has no attribute {name!r}")
 
 
 class FunctionError(Exception):

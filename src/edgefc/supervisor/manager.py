@@ -98,6 +98,7 @@ class FunctionManager:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._idle_task: asyncio.Task[None] | None = None
         self._restart_handle: asyncio.TimerHandle | None = None
+        self._lifecycle = asyncio.Lock()  # explicit restarts and keep-alive respawns, one at a time
         self.restarts = 0
         self.last_exit: dict[str, Any] | None = None
         self.counts = {"invocations": 0, "errors": 0, "timeouts": 0, "cold_starts": 0}
@@ -120,8 +121,15 @@ class FunctionManager:
         """Stop taking events; with ``drain``, let events in flight finish; then stop every instance."""
         self._draining = True
         if drain:
-            deadline = time.monotonic() + self.plan.timeout_s + 2
-            while (self._waiters or any(r.inflight for r in self._runners.values())) and time.monotonic() < deadline:
+            # Each event ends within its timeout, so a queue that keeps moving is waited for however long it is;
+            # only when no event has finished for a whole timeout (plus the kill grace) are the rest refused.
+            stall = self.plan.timeout_s + 2
+            finished, progress_at = self.counts["invocations"], time.monotonic()
+            while self._waiters or any(r.inflight for r in self._runners.values()):
+                if self.counts["invocations"] != finished:
+                    finished, progress_at = self.counts["invocations"], time.monotonic()
+                elif time.monotonic() - progress_at > stall:
+                    break
                 await asyncio.sleep(0.01)
         self._closed = True
         if self._restart_handle is not None:
@@ -139,14 +147,15 @@ class FunctionManager:
 
     async def restart(self) -> None:
         """Stop every instance and, for a continuous function, start fresh ones; clears `failed`."""
-        self._failed = False
-        self._backoff = False
-        self.policy.reset()
-        if self._restart_handle is not None:
-            self._restart_handle.cancel()
-        await asyncio.gather(*(self._stop_runner(r, reason="restart") for r in list(self._runners.values())))
-        if self.plan.mode == "continuous" and not self._closed:
-            await asyncio.gather(*(self._spawn() for _ in range(self.plan.max_instances)), return_exceptions=True)
+        async with self._lifecycle:  # two restarts at once must not leave two instances of a continuous function
+            self._failed = False
+            self._backoff = False
+            self.policy.reset()
+            if self._restart_handle is not None:
+                self._restart_handle.cancel()
+            await asyncio.gather(*(self._stop_runner(r, reason="restart") for r in list(self._runners.values())))
+            if self.plan.mode == "continuous" and not self._closed:
+                await asyncio.gather(*(self._spawn() for _ in range(self.plan.max_instances)), return_exceptions=True)
 
     # ---- events ----------------------------------------------------------------------------------------------
 
@@ -275,6 +284,12 @@ class FunctionManager:
             self._starting -= 1
             self.hub.forget(iid)
             raise
+        if self._closed:  # closed while this instance was being made: it must not outlive its manager
+            self._starting -= 1
+            self.hub.forget(iid)
+            inst.kill()
+            await inst.wait()
+            raise Unavailable(f"function '{self.name}' is stopping")
         runner = Runner(inst, on_log=lambda i, f: self.hooks.log(self.name, i, f), on_call=self._call)
         self._runners[iid] = runner
         init = {
@@ -347,14 +362,16 @@ class FunctionManager:
 
     async def _respawn(self) -> None:
         self._restart_handle = None
-        if self._closed or self._failed:
-            return
-        try:
-            await self._spawn(count_cold=False)
-            if self.policy.failures < self.policy.crash_loop_after:
+        async with self._lifecycle:
+            live = [r for r in self._runners.values() if r.state in (InstanceState.STARTING, InstanceState.READY)]
+            if self._closed or self._failed or len(live) >= self.plan.max_instances:
+                return  # closed, given up, or an explicit restart already brought it back
+            try:
+                await self._spawn(count_cold=False)
+                # Up again: `running`. The policy keeps its count, so a quick new crash goes straight back to backoff.
                 self._backoff = False
-        except Exception:  # noqa: BLE001 — the exit of the failed instance schedules the next try
-            log.debug("restart of %s failed", self.name, exc_info=True)
+            except Exception:  # noqa: BLE001 — the exit of the failed instance schedules the next try
+                log.debug("restart of %s failed", self.name, exc_info=True)
 
     async def _stop_runner(self, runner: Runner, *, reason: str) -> None:
         runner.exit_reason = reason

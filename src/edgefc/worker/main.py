@@ -221,10 +221,13 @@ def run(socket_path: str, instance_id: str, key: str, code_dir: str) -> int:
 
     os.chdir(code_dir)
     sys.path.insert(0, code_dir)
+    # The Link IoT Edge SDK shims (lethingaccesssdk, lecoresdk) come last, after site-packages: a copy in the
+    # function's code or a real installed package of that name wins over them (docs/devices.md).
+    sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "compat"))
     try:
         worker.load()
     except BaseException as exc:  # noqa: BLE001 — reported to the gateway, which rolls the deploy back
-        stack = output.format_exception(exc)
+        stack = output.format_user_exception(exc)
         worker.emit_log("error", "stderr", "init", "".join(stack).rstrip())
         conn.send({"t": "init_error", "error": {"type": "Handled", "message": _describe(exc), "stack": stack}})
         return 1

@@ -6,6 +6,7 @@ Lines keep the request id of the event that wrote them; a Python traceback is on
 from __future__ import annotations
 
 import codecs
+import importlib
 import io
 import logging
 import os
@@ -105,7 +106,9 @@ class _LineGrouper:
             if lines:
                 self._line(self._end_partial(lines[0]))
                 for line in lines[1:]:
-                    self._line(line if len(line) <= MAX_LINE_CHARS else _cut(line[:MAX_LINE_CHARS], _utf8_len(line)))
+                    if len(line) > MAX_LINE_CHARS:
+                        line = _cut(line[:MAX_LINE_CHARS], _utf8_len(line))
+                    self._line(line)
             self._add_partial(rest)
             if self._held_at is not None:
                 _releaser.watch(self)
@@ -303,6 +306,22 @@ def format_exception(exc: BaseException, skip: int = 0) -> list[str]:
     for _ in range(skip):
         if tb is not None and tb.tb_next is not None:
             tb = tb.tb_next
+    return traceback.format_exception(type(exc), exc, tb)
+
+
+_EDGEFC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+_IMPORTLIB_DIR = os.path.dirname(os.path.abspath(importlib.__file__)) + os.sep
+
+
+def _internal(filename: str) -> bool:
+    return filename.startswith((_EDGEFC_DIR, _IMPORTLIB_DIR, "<frozen importlib"))
+
+
+def format_user_exception(exc: BaseException) -> list[str]:
+    """The traceback lines of ``exc`` from the first frame of the user's code on (no worker or importlib frames)."""
+    tb = exc.__traceback__
+    while tb is not None and _internal(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
     return traceback.format_exception(type(exc), exc, tb)
 
 
