@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from edgefc import __version__
 from edgefc.api import deployment, functions
+from edgefc.api.fastpath import InvokeFastPath
 from edgefc.errors import BadRequest, EdgefcError, FunctionError, PayloadTooLarge, Unauthorized
 
 log = logging.getLogger("edgefc.api")
@@ -97,6 +98,7 @@ def create_app(gateway: Any) -> FastAPI:
         module = _optional_router(module_name)
         if module is not None:
             app.include_router(module)
+    app.add_middleware(InvokeFastPath, gateway=gateway)
     app.add_middleware(TokenAndSizeGuard, token=gateway.token, max_body=gateway.config.limits.max_body_bytes)
     return app
 

@@ -60,7 +60,7 @@ class Device:
         return self.last_seen
 
     def to_dict(self) -> dict[str, Any]:
-        """The CONTRACT §4 device entry (plus ``state`` and ``config``)."""
+        """The CONTRACT §4 device entry, plus ``state``; not ``config``, which only its driver sees."""
         return {
             "product_key": self.spec.product_key,
             "device_name": self.spec.device_name,
@@ -68,7 +68,6 @@ class Device:
             "online": self.online,
             "state": self.state.value,
             "tags": dict(self.spec.tags),
-            "config": self.spec.config,
             "last_seen": self.last_seen,
             "properties": {name: dict(entry) for name, entry in self.properties.items()},
         }
