@@ -71,8 +71,8 @@ def operations(schema: Any) -> dict[str, Any]:
     return {op.label: op for op in (result.ok() for result in schema.get_all_operations())}
 
 
-def test_the_operation_list_is_the_live_one(api_schema: Any) -> None:
-    assert sorted(operations(api_schema)) == sorted(OPERATIONS)
+def test_every_listed_operation_is_live(api_schema: Any) -> None:
+    assert set(OPERATIONS) <= set(operations(api_schema))  # a renamed path must be renamed here too
 
 
 def _fuzz(operation: Any, mode: GenerationMode, gw: GatewayProcess) -> dict[int, int]:
@@ -95,6 +95,22 @@ def _fuzz(operation: Any, mode: GenerationMode, gw: GatewayProcess) -> dict[int,
 
 @pytest.mark.parametrize("label", [pytest.param(k, marks=v) if v else k for k, v in OPERATIONS.items()])
 def test_no_request_makes_the_gateway_answer_5xx(live_gateway: GatewayProcess, api_schema: Any, label: str) -> None:
+    _fuzz_operation(live_gateway, api_schema, label)
+
+
+def test_no_request_to_any_other_operation_makes_the_gateway_answer_5xx(live_gateway: GatewayProcess, api_schema: Any) -> None:
+    """Operations added since the list above was written are fuzzed too (one test, until they are listed)."""
+    others = sorted(set(operations(api_schema)) - set(OPERATIONS))
+    failures = []
+    for label in others:
+        try:
+            _fuzz_operation(live_gateway, api_schema, label)
+        except (Exception, BaseExceptionGroup) as exc:  # a schemathesis FailureGroup is a BaseExceptionGroup
+            failures.append(f"{label}: {exc}")
+    assert not failures, "\n\n".join(failures)
+
+
+def _fuzz_operation(live_gateway: GatewayProcess, api_schema: Any, label: str) -> None:
     assert live_gateway.client is not None
     if not live_gateway.client.get("/v1/functions/echo").is_success:  # a fuzzed deploy or rollback replaced it
         live_gateway.deploy(DEPLOYMENT, {"echo": ECHO})

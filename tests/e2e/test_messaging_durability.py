@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,42 @@ BROKEN = """
 def handler(event, context):
     raise RuntimeError("sensor table missing")
 """
+
+
+class Burst:
+    """A device publishing QoS 1 messages as fast as its in-flight window allows, from a thread, until stopped;
+    ``acked()`` is what the broker confirmed. paho numbers the messages 1, 2, … so mid n carries d{n-1}."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        self.device = Device(port, "burst-device")
+        self.topic = topic
+        self._acked: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="burst", daemon=True)
+        self.device.client.on_publish = lambda c, u, mid, reason, props: self._acked.append(f"d{mid - 1:05d}")
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        for i in range(30000):
+            if self._stop.is_set():
+                return
+            info = self.device.client.publish(self.topic, f"d{i:05d}", 1)
+            assert info.mid == i + 1
+            if i % 20 == 19:
+                self._stop.wait(0.001)  # let the in-flight window drain instead of queueing 30 000 in paho
+
+    def acked(self) -> list[str]:
+        return list(self._acked)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+        if self.device is not None:
+            self.device.close()
+            self.device = None  # type: ignore[assignment]
 
 
 def lines(path: Path) -> list[str]:
@@ -142,6 +179,37 @@ def test_sigkill_with_messages_in_flight_then_restart_delivers_all(tmp_path: Pat
         gw.wait_for(lambda: queue_depth(gw, "function:slow") == 0, what="the queue to drain")
         assert set(lines(seen)) == set(ids)
     finally:
+        gw.stop()
+
+
+def test_sigkill_during_a_device_burst_loses_no_message_the_broker_acknowledged(tmp_path: Path) -> None:
+    """What a device was told (PUBACK from the managed broker) is delivered after the gateway's restart, even
+    when the gateway was killed before taking it from the broker."""
+    seen = tmp_path / "seen.txt"
+    mqtt_port = free_port()
+    gw = GatewayProcess(tmp_path / "data", config={"mqtt": {"broker": "managed", "listen": f"127.0.0.1:{mqtt_port}"}})
+    gw.start()
+    burst = Burst(mqtt_port, "work/dev")
+    try:
+        manifest = {
+            "functions": [fn("sink", env={"SEEN": str(seen)}, max_queue=100)],
+            "routes": [{"name": "work", "source": "mqtt", "topic": "work/#", "target": "function:sink", "qos": 1}],
+        }
+        gw.deploy(manifest, {"sink": WORKER})
+        gw.wait_for(lambda: mqtt_stats(gw)["connected"], what="the local link")
+        burst.start()
+        gw.wait_for(lambda: len(burst.acked()) >= 1500, what="1500 PUBACKs to the device")
+        gw.sigkill()
+        burst.stop()
+        acked = set(burst.acked())
+        assert len(lines(seen)) < len(acked), "everything was delivered before the kill: the test proves nothing"
+        wait_port(mqtt_port, open=False)
+
+        gw.start()
+        gw.wait_for(lambda: set(lines(seen)) >= acked, timeout=30,
+                    what=f"the {len(acked)} acknowledged messages after the restart")  # fmt: skip
+    finally:
+        burst.stop()
         gw.stop()
 
 

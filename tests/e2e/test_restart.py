@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import pytest
 
 from tests.e2e.gateway_harness import GatewayProcess, fn
 
@@ -131,7 +130,6 @@ RESTORE_BUG = (
 )
 
 
-@pytest.mark.xfail(strict=True, reason=RESTORE_BUG)
 def test_a_function_that_cannot_start_at_boot_does_not_stop_the_others(tmp_path: Path) -> None:
     flag = tmp_path / "not-ready"
     source = SOURCE + f"\ndef init(context):\n    if os.path.exists({str(flag)!r}):\n        raise RuntimeError('device not up')\n"

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from edgefc.errors import BadRequest, PayloadTooLarge, ValidationError
 from edgefc.router.message import Message, SourceType
@@ -118,15 +118,18 @@ async def get_deadletters(request: Request, limit: int = 1000) -> dict[str, Any]
     return {"deadletters": [letter.to_dict() for letter in letters]}
 
 
+DeadLetterId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a dead letter's id")]
+
+
 @router.post("/v1/deadletters/{deadletter_id}/replay")
-async def replay_deadletter(request: Request, deadletter_id: int) -> dict[str, int]:
+async def replay_deadletter(request: Request, deadletter_id: DeadLetterId) -> dict[str, int]:
     """Put a dead letter back into its target's queue. Raises NotFound for an unknown id."""
     message_router, _ = _gateway(request)
     return {"id": await message_router.replay(deadletter_id)}
 
 
 @router.delete("/v1/deadletters/{deadletter_id}", status_code=204)
-async def delete_deadletter(request: Request, deadletter_id: int) -> Response:
+async def delete_deadletter(request: Request, deadletter_id: DeadLetterId) -> Response:
     """Discard a dead letter for good (frees its bytes in the queue). Raises NotFound for an unknown id."""
     _, queue = _gateway(request)
     await queue.adiscard(deadletter_id)

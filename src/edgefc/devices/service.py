@@ -108,11 +108,11 @@ class DeviceService:
         if self._instance_event in gw.instance_listeners:
             gw.instance_listeners.remove(self._instance_event)
 
-    async def _apply(self, prepared: Any) -> dict[str, Any]:
+    async def _apply(self, prepared: Any, **kwargs: Any) -> dict[str, Any]:
         before = self._assignments(d.spec for d in self.registry.all())
         previous = self.registry.apply(prepared.manifest.devices)
         try:
-            result: dict[str, Any] = await self._inner_apply(prepared)
+            result: dict[str, Any] = await self._inner_apply(prepared, **kwargs)
         except BaseException:
             self.registry.restore(previous)
             raise

@@ -238,7 +238,7 @@ class Gateway:
             return
         try:
             prepared = await asyncio.to_thread(self.deployer.prepare, current["manifest"], {}, stored=current["bundles"])
-            await self.deployer.apply(prepared)
+            await self.deployer.apply(prepared, restoring=True)
             log.info("restored deployment %s from the data dir", prepared.version)
         except EdgefcError as exc:
             log.error("could not restore deployment %s: %s", current["version"], exc.message)

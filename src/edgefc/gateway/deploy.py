@@ -193,8 +193,14 @@ class Deployer:
             fingerprint=fp, isolation=isolation,
         )  # fmt: skip
 
-    async def apply(self, prepared: Prepared) -> dict[str, Any]:
-        """Apply a prepared deployment as a diff. Raises DeployFailed (and changes nothing) if a function fails to start."""
+    async def apply(self, prepared: Prepared, *, restoring: bool = False) -> dict[str, Any]:
+        """Apply a prepared deployment as a diff. Raises DeployFailed (and changes nothing) if a function fails to start.
+
+        ``restoring`` (the gateway starting from its data dir): a function that cannot start now (its device or
+        network is not up yet) does not take the others down; its keep-alive retries it.
+        """
+        if restoring:
+            return await self._restore(prepared)
         old = self.managers
         kept: dict[str, FunctionManager] = {}
         fresh: dict[str, FunctionManager] = {}
@@ -249,6 +255,22 @@ class Deployer:
         )  # fmt: skip
         return {"version": prepared.version, "started": sorted(fresh), "unchanged": sorted(kept),
                 "removed": sorted(set(old) - set(prepared.plans))}  # fmt: skip
+
+    async def _restore(self, prepared: Prepared) -> dict[str, Any]:
+        managers = {name: self.make_manager(plan) for name, plan in prepared.plans.items()}
+        results = await asyncio.gather(*(m.start() for m in managers.values()), return_exceptions=True)
+        for manager, result in zip(managers.values(), results, strict=True):
+            if isinstance(result, BaseException):
+                log.error("%s could not start at boot (%s); its keep-alive retries it", manager.name, result)
+                manager.retry_later()
+        self.managers = managers
+        self.manifest = prepared.manifest
+        self.version = prepared.version
+        for hook in self.on_applied:
+            outcome = hook(prepared)
+            if outcome is not None:
+                await outcome
+        return {"version": prepared.version, "started": sorted(managers), "unchanged": [], "removed": []}
 
     async def _start(self, manager: FunctionManager) -> None:
         if manager.plan.mode == "on_demand":

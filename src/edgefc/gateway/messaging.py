@@ -52,6 +52,9 @@ class Messaging:
         )  # fmt: skip
         self.timers = TimerService(self._fire, data_dir / "timers.json")
         self.mqtt_note = ""
+        # Set by the first apply: until then the routes are unknown, and a message that a persistent broker
+        # session hands over at start must wait for them rather than match an empty table and be acked.
+        self._routes_known = asyncio.Event()
 
     async def start(self) -> None:
         mqtt = self.config.mqtt
@@ -69,13 +72,13 @@ class Messaging:
         else:
             self.mqtt_note = "mqtt.broker is off"
         if url is not None:
-            self.local = MqttLink(url, client_id=f"edgefc-{self.gateway_id}", on_message=self.router.publish,
+            self.local = MqttLink(url, client_id=f"edgefc-{self.gateway_id}", on_message=self._inbound,
                                   persistent_session=True)  # fmt: skip
             self.router.mqtt_out = self.local
             await self.local.start()
         if self.config.cloud.mqtt_url:
             self.cloud = MqttLink(self.config.cloud.mqtt_url, client_id=f"edgefc-{self.gateway_id}-cloud",
-                                  on_message=self.router.publish, source_type="cloud", persistent_session=True)  # fmt: skip
+                                  on_message=self._inbound, source_type="cloud", persistent_session=True)  # fmt: skip
             self.router.cloud_out = self.cloud
             await self.cloud.start()
         await self.router.start()
@@ -109,6 +112,7 @@ class Messaging:
         """Take the routes and schedules of a newly applied deployment."""
         table = RouteTable(manifest.routes)
         self.router.replace_table(table)
+        self._routes_known.set()
         if self.local is not None:
             self.local.set_subscriptions(table.filters_for("mqtt"))
         if self.cloud is not None:
@@ -119,6 +123,13 @@ class Messaging:
             if schedule is not None:
                 timers[fn.name] = (schedule, fn.schedule_payload)
         self.timers.set_timers(timers)
+
+    async def _inbound(self, message: Message) -> None:
+        """A message from the local or cloud broker; waits for the first route table (order is kept: waiters
+        resume in arrival order, and each takes its place in the router before its next await)."""
+        if not self._routes_known.is_set():
+            await self._routes_known.wait()
+        await self.router.publish(message)
 
     async def publish(self, topic: str, payload: bytes, qos: int, source_type: str, source_id: str) -> str:
         """Put a message into the router; with qos 1 it is durable when this returns. Raises ValidationError, QueueFull."""

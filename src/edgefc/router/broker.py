@@ -1,12 +1,16 @@
 """The managed MQTT broker: a Mosquitto child process on loopback, restarted when it dies.
 
 The child runs in its own process group (a Ctrl-C to the gateway's terminal is the gateway's to handle) and
-gets SIGKILL from the kernel if the gateway dies (PR_SET_PDEATHSIG), so a SIGKILLed gateway leaves no broker.
+gets SIGTERM from the kernel if the gateway dies (PR_SET_PDEATHSIG), so a SIGKILLed gateway leaves no broker.
+SIGTERM, not SIGKILL: on SIGTERM Mosquitto writes its persistence file, so the QoS 1 messages it already
+acknowledged to devices but not yet handed to the gateway survive and reach the restarted gateway. A restart
+that comes before that old broker is gone waits for it (its pid is in the state dir).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import enum
 import logging
@@ -39,7 +43,7 @@ def _binary() -> str | None:
 def _die_with_parent() -> None:
     # Runs in the child between fork and exec: the kernel kills it when the forking thread's process dies.
     libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 class ManagedBroker:
@@ -89,6 +93,7 @@ class ManagedBroker:
             "allow_anonymous true",  # loopback only: the listener above never binds a public address
             "persistence true",
             f"persistence_location {self.state_dir}/",
+            f"pid_file {self.state_dir / 'mosquitto.pid'}",
             "autosave_interval 10",
             f"log_dest file {self.state_dir / 'mosquitto.log'}",
             "log_type error",
@@ -109,6 +114,7 @@ class ManagedBroker:
         if _binary() is None:
             raise Unavailable("mosquitto is not installed (apt-get install mosquitto)")
         self._stopping = False
+        await self._wait_for_previous()
         await self._spawn()
         self._watch = asyncio.create_task(self._keep_alive(), name="mqtt-broker-watch")
 
@@ -123,6 +129,31 @@ class ManagedBroker:
         if process is not None and process.returncode is None:
             await asyncio.shield(_terminate(process, grace))
         self.state = BrokerState.STOPPED
+
+    def _previous_pid(self) -> int | None:
+        """The pid of a broker an earlier gateway started on this state dir, if it still runs."""
+        try:
+            pid = int((self.state_dir / "mosquitto.pid").read_text().split()[0])
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            return None
+        # A stale pid file names some other process by now.
+        return pid if str(self.state_dir / "mosquitto.conf").encode() in argv else None
+
+    async def _wait_for_previous(self, grace: float = 5.0) -> None:
+        """Let the broker of a killed gateway finish writing its state (and free the port) before ours starts."""
+        pid = await asyncio.to_thread(self._previous_pid)
+        if pid is None:
+            return
+        log.warning("mosquitto %d of an earlier run still uses %s; waiting for it to exit", pid, self.state_dir)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+            while loop.time() < deadline:
+                os.kill(pid, 0)
+                await asyncio.sleep(0.02)  # not our child: polling with a deadline is all there is
+            os.kill(pid, signal.SIGKILL)
 
     async def _spawn(self) -> None:
         binary = _binary()

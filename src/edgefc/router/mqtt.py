@@ -403,8 +403,12 @@ class MqttLink:
             if self._on_message is not None:
                 await self._on_message(message)
         except Exception:
+            # Not acked: the broker keeps the message in the session and sends it again on the next
+            # connection, where acking it would lose a QoS 1 message the router never took (queue full,
+            # router stopping).
             self.stats["handler_errors"] += 1
-            log.exception("routing MQTT message on %s failed", message.topic)
+            log.exception("routing MQTT message on %s failed; left unacknowledged", message.topic)
+            return
         finally:
             self._inbound_slots.release()
         if qos and self.connected:

@@ -230,6 +230,7 @@ class RuncSandbox(Sandbox):
         networked = not spec.container.host_network
         bundle = self.bundles / cid
         proc: asyncio.subprocess.Process | None = None
+        attach: asyncio.Task[object] | None = None
         try:
             ports = [PortMapping.parse(p) for p in spec.container.ports]
             netns = None
@@ -237,7 +238,9 @@ class RuncSandbox(Sandbox):
                 if self.net is None:
                     raise SandboxError("the CNI plugins are not installed")
                 netns = await cni.create_netns(cid)
-                await self.net.add(cid, netns, ports)
+                # The CNI chain (~40 ms of iptables) runs while runc starts: runc needs only the namespace to
+                # exist, and the worker loads user code only after start() returns, so code never sees it half-done.
+                attach = asyncio.create_task(self.net.add(cid, netns, ports), name=f"cni-add-{cid}")
             await asyncio.to_thread(write_bundle, bundle, spec, cgroups_path=f"/{CGROUP_PARENT}/{cid}",
                                     netns_path=netns, argv=argv)  # fmt: skip
             with open(self.logs / f"{cid}.log", "wb") as out:
@@ -247,8 +250,12 @@ class RuncSandbox(Sandbox):
                     stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
                 )  # fmt: skip
             pid = await self._wait_pid(bundle / "pid", proc)
+            if attach is not None:
+                await attach
             instance = RuncInstance(self, spec, cid, proc, pid, networked)
         except BaseException:
+            if attach is not None and not attach.done():
+                await asyncio.gather(attach, return_exceptions=True)
             await asyncio.shield(self._abort(cid, proc, networked))
             raise
         self.instances[cid] = instance

@@ -15,6 +15,7 @@ driver is not running or the device is offline), :class:`Timeout` (no answer in 
 
 from __future__ import annotations
 
+import os
 import select
 import threading
 from concurrent.futures import Future
@@ -119,35 +120,40 @@ def _call_reading_replies(worker: Any, op: str, args: dict[str, Any], timeout: f
     """Make the call on a helper thread and serve the socket here until its reply has come."""
     conn = worker.conn
     outcome: Future[Any] = Future()
+    wake_r, wake_w = os.pipe()
 
     def make_call() -> None:
         try:
             outcome.set_result(conn.call(op, args, timeout))
         except BaseException as exc:  # noqa: BLE001 — handed to the waiting thread
             outcome.set_exception(exc)
+        finally:
+            os.write(wake_w, b"x")
 
-    threading.Thread(target=make_call, name="edgefc-sdk-call", daemon=True).start()
-    while not outcome.done():
-        readable, _, _ = select.select([conn.sock], [], [], 0.005)
-        if not readable:
-            continue
-        try:
-            frame = recv_frame(conn.sock)
-        except (EOFError, OSError):
-            conn.fail_all()
-            break
-        kind = frame.get("t")
-        if kind == "reply":
-            conn.resolve(frame)
-        elif kind == "callback":
-            worker.callback_pool.submit(worker.callback, frame)
-        elif kind == "invoke":
-            worker.pool.submit(worker.invoke, frame)
-        elif kind == "stop":
-            import os
-
-            os._exit(0)
-    return outcome.result()
+    try:
+        threading.Thread(target=make_call, name="edgefc-sdk-call", daemon=True).start()
+        while not outcome.done():
+            readable, _, _ = select.select([conn.sock, wake_r], [], [])
+            if conn.sock not in readable:
+                continue
+            try:
+                frame = recv_frame(conn.sock)
+            except (EOFError, OSError):
+                conn.fail_all()
+                break
+            kind = frame.get("t")
+            if kind == "reply":
+                conn.resolve(frame)
+            elif kind == "callback":
+                worker.callback_pool.submit(worker.callback, frame)
+            elif kind == "invoke":
+                worker.pool.submit(worker.invoke, frame)
+            elif kind == "stop":
+                os._exit(0)
+        return outcome.result()
+    finally:
+        os.close(wake_r)
+        os.close(wake_w)
 
 
 def _timeout_arg(timeout: float | None) -> dict[str, Any]:

@@ -343,22 +343,30 @@ class FunctionManager:
             self.hooks.restart(self.name, reason)
             log.warning("instance %s of %s ended: %s (code %s)", runner.id, self.name, reason, status.code)
         if self.plan.mode == "continuous" and not requested and not self._closed and not self._draining:
-            decision = self.policy.on_exit(time.monotonic() - runner.started_mono)
-            if decision.give_up:
-                self._failed = True
-                self._backoff = False
-                log.error("%s crash-looped %d times: failed until redeployed or restarted", self.name, self.policy.failures)
-                for fut in self._waiters:
-                    if not fut.done():
-                        fut.set_exception(Unavailable(f"function '{self.name}' has failed (crash loop)"))
-                self._waiters.clear()
-                return
-            self._backoff = decision.crash_loop
-            self._restart_handle = asyncio.get_running_loop().call_later(
-                decision.delay, lambda: self._background(self._respawn(), f"respawn-{self.name}")
-            )
+            self._schedule_restart(time.monotonic() - runner.started_mono)
         elif self._waiters:
             self._maybe_scale()
+
+    def retry_later(self) -> None:
+        """A continuous function that could not start (at boot, say): the keep-alive retries it as after a crash."""
+        if self.plan.mode == "continuous" and not self._closed and self._restart_handle is None and not self._failed:
+            self._schedule_restart(0.0)
+
+    def _schedule_restart(self, uptime: float) -> None:
+        decision = self.policy.on_exit(uptime)
+        if decision.give_up:
+            self._failed = True
+            self._backoff = False
+            log.error("%s crash-looped %d times: failed until redeployed or restarted", self.name, self.policy.failures)
+            for fut in self._waiters:
+                if not fut.done():
+                    fut.set_exception(Unavailable(f"function '{self.name}' has failed (crash loop)"))
+            self._waiters.clear()
+            return
+        self._backoff = decision.crash_loop
+        self._restart_handle = asyncio.get_running_loop().call_later(
+            decision.delay, lambda: self._background(self._respawn(), f"respawn-{self.name}")
+        )
 
     async def _respawn(self) -> None:
         self._restart_handle = None
