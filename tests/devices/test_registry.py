@@ -16,16 +16,20 @@ def spec(dn: str, driver: str = "drv", **settings: object) -> DeviceSpec:
 def test_apply_keeps_what_a_device_reported_while_its_driver_stays() -> None:
     registry = Registry()
     registry.apply([spec("a"), spec("b")])
-    a = registry.get("pk", "a")
-    a.state, a.properties = DeviceState.ONLINE, {"t": {"value": 1, "time": 5}}
+    first = registry.get("pk", "a")
+    first.state, first.properties = DeviceState.ONLINE, {"t": {"value": 1, "time": 5}}
     registry.get("pk", "b").state = DeviceState.ONLINE
 
     previous = registry.apply([spec("a", tags={"room": "lab"}), spec("b", driver="other"), spec("c")])
-    assert registry.get("pk", "a") is a and a.online and a.spec.tags == {"room": "lab"} and a.properties
+    kept = registry.get("pk", "a")
+    assert kept.online and kept.spec.tags == {"room": "lab"} and kept.properties == {"t": {"value": 1, "time": 5}}
     assert registry.get("pk", "b").state is DeviceState.UNREGISTERED  # moved to another driver: starts over
     assert registry.get("pk", "c").state is DeviceState.UNREGISTERED
-    registry.restore(previous)
-    assert registry.get("pk", "b").online and [d.spec.device_name for d in registry.all()] == ["a", "b"]
+    kept.properties = {"t": {"value": 2, "time": 6}}  # reported while the new deployment was starting
+
+    registry.restore(previous)  # that deployment failed
+    assert [d.spec.device_name for d in registry.all()] == ["a", "b"] and registry.get("pk", "b").online
+    assert registry.get("pk", "a").spec.tags == {} and registry.get("pk", "a").properties["t"]["value"] == 2
 
 
 def test_owned_and_registered_check_the_driver_and_the_state() -> None:

@@ -260,6 +260,8 @@ def test_bad_input_and_refusals(gateway: GatewayProcess, tmp_path: Path) -> None
     assert not devices_by_name(gateway)["/pk/d1"]["online"]
     assert gateway.invoke("drv", b'{"do": "online", "device": "d1"}').json() == {"ok": True}
     assert gateway.client.get("/v1/devices/pk/d1/properties").status_code == 200
+    bad_event = gateway.invoke("drv", json.dumps({"do": "report_event", "device": "d1", "args": ["a/+", {}]}).encode())
+    assert bad_event.json()["type"] == "ValidationError" and bad_event.json()["code"] == 100001, bad_event.text
 
     # The same errors through fc.things inside a function.
     def probe(op: str, *args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -120,17 +120,8 @@ def test_async_invocation_accepted_before_a_sigkill_finishes_after_the_restart(t
         again.stop()
 
 
-RESTORE_BUG = (
-    "gateway/core.py Gateway._restore applies the stored deployment with Deployer.apply, which treats a "
-    "function that fails to start as a failed deploy: one continuous function whose initializer fails at boot "
-    "(device or network not up yet) leaves the gateway with NO functions at all, GET /v1/deployment still "
-    "claiming the version, and nothing ever retried. Fix: at restore, apply without the start-failure rollback "
-    "(e.g. Deployer.apply(prepared, restoring=True) keeps a manager whose start failed and lets its keep-alive "
-    "retry it — continuous: the manager's RestartPolicy respawn; on_demand: skip the probe)."
-)
-
-
 def test_a_function_that_cannot_start_at_boot_does_not_stop_the_others(tmp_path: Path) -> None:
+    """Restoring is not deploying: what worked before is started, and what cannot start yet is retried."""
     flag = tmp_path / "not-ready"
     source = SOURCE + f"\ndef init(context):\n    if os.path.exists({str(flag)!r}):\n        raise RuntimeError('device not up')\n"
     data = tmp_path / "data"

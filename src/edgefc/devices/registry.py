@@ -55,6 +55,13 @@ class Device:
     def online(self) -> bool:
         return self.state is DeviceState.ONLINE
 
+    def take_state(self, other: Device) -> None:
+        """Carry over what the gateway knows of the same device (a new spec for a device that stays)."""
+        self.state = other.state
+        self.properties = other.properties
+        self.last_seen = other.last_seen
+        self.registered_at = other.registered_at
+
     def seen(self) -> int:
         self.last_seen = now_ms()
         return self.last_seen
@@ -86,21 +93,21 @@ class Registry:
         another driver, starts unregistered.
         """
         previous = self._devices
-        table: dict[tuple[str, str], Device] = {}
-        for spec in specs:
-            key = (spec.product_key, spec.device_name)
-            old = previous.get(key)
-            if old is not None and old.spec.driver == spec.driver:
-                old.spec = spec  # config and tags may change; what was reported stays
-                table[key] = old
-            else:
-                table[key] = Device(spec)
-        self._devices = table
+        self._devices = self._carried(previous, {(s.product_key, s.device_name): Device(s) for s in specs})
         return previous
 
     def restore(self, table: dict[tuple[str, str], Device]) -> None:
-        """Put back a table :meth:`apply` returned (the deployment that brought the new one failed)."""
-        self._devices = table
+        """Put back a table :meth:`apply` returned (the deployment that brought the new one failed), with what
+        its devices reported meanwhile."""
+        self._devices = self._carried(self._devices, table)
+
+    @staticmethod
+    def _carried(source: dict[tuple[str, str], Device], table: dict[tuple[str, str], Device]) -> dict[tuple[str, str], Device]:
+        for key, device in table.items():
+            old = source.get(key)
+            if old is not None and old.spec.driver == device.spec.driver:
+                device.take_state(old)
+        return table
 
     def all(self) -> list[Device]:
         return sorted(self._devices.values(), key=lambda d: d.key)

@@ -120,6 +120,7 @@ class Gateway:
         self.devices = DeviceService(self)
         self.stats = StatsCollector(self._sample, self.data_dir, metrics=self.metrics)
         await self.stats.start()
+        self.deployer.on_applied.append(lambda _: self.stats.sample_now())  # type: ignore[union-attr]  # fresh figures
         await self._restore()
         self.ready.set()
 
@@ -318,6 +319,7 @@ class Gateway:
         status["invocations_per_s"] = perf.get("invocations_per_s")
         status["perf"] = perf
         status["memory_limit_bytes"] = manager.plan.memory_mb * 1024 * 1024
+        status["log_lines_dropped"] = self.logs.dropped(name) if self.logs else 0
         cpu_total = 0.0
         for inst in status["instances"]:
             sampled = self.stats.instance(inst["id"]) if self.stats else None
