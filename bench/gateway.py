@@ -51,8 +51,9 @@ def zip_source(source: str) -> bytes:
 class BenchGateway:
     """``edgefc gateway run`` as a child process, used as a context manager; ``stop`` is idempotent."""
 
-    def __init__(self, *, isolation: str = "process", prefix: str = "edgefc-bench-") -> None:
+    def __init__(self, *, isolation: str = "process", prefix: str = "edgefc-bench-", env: dict[str, str] | None = None) -> None:
         self.isolation = isolation
+        self.env = env or {}
         self._tmp = tempfile.TemporaryDirectory(prefix=prefix)
         self.data_dir = Path(self._tmp.name) / "data"
         self.log_path = Path(self._tmp.name) / "gateway.log"
@@ -80,7 +81,7 @@ class BenchGateway:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [sys.executable, "-m", "edgefc.cli", "gateway", "run", "--data-dir", str(self.data_dir),
                 "--listen", "127.0.0.1:0", "--isolation", self.isolation]  # fmt: skip
-        env = {**os.environ, "EDGEFC_MQTT__BROKER": "off"}
+        env = {**os.environ, "EDGEFC_MQTT__BROKER": "off", **self.env}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 args, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
@@ -132,10 +133,11 @@ class BenchGateway:
         return self.admin
 
     def deploy(
-        self, functions: list[dict[str, Any]], sources: dict[str, str], version: str = "bench"
+        self, functions: list[dict[str, Any]], sources: dict[str, str], version: str = "bench",
+        routes: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         """Apply a deployment of ``functions`` with code ``{name: source of index.py}``; raises GatewayError."""
-        manifest = yaml.safe_dump({"version": version, "functions": functions}).encode()
+        manifest = yaml.safe_dump({"version": version, "functions": functions, "routes": routes or []}).encode()
         files: list[tuple[str, Any]] = [("manifest", ("deployment.yaml", manifest, "application/yaml"))]
         files += [
             (name, (f"{name}.zip", zip_source(src), "application/zip")) for name, src in sources.items()

@@ -77,3 +77,12 @@ def test_redeploys_keep_moved_and_remove_devices(gateway: GatewayProcess) -> Non
     assert by(gateway, "d5") == "2"
     assert gateway.status("a")["instances"][0]["pid"] == pid_a and gateway.status("b")["instances"][0]["pid"] != pid_b
     assert gateway.status("b")["restarts"] == 0  # a restart asked for, not a crash
+
+
+def test_a_restarted_gateway_restores_its_devices(gateway: GatewayProcess) -> None:
+    gateway.deploy({"functions": [drv("a", "1")], "devices": [dev("d1", "a")]}, {"a": DRIVER})
+    assert states(gateway) == {"d1": "online"}
+    assert gateway.stop() == 0
+    gateway.start()
+    assert states(gateway) == {"d1": "online"}  # restored from the data dir: the driver registered it again
+    assert by(gateway, "d1") == "1"

@@ -28,6 +28,7 @@ log = logging.getLogger("edgefc.router")
 
 _PAUSE_MIN = 0.05
 _PAUSE_MAX = 5.0
+QOS0_WINDOW = 32  # QoS 0 deliveries in flight per target
 
 DeliverFunction = Callable[[str, Message], Awaitable[None]]
 
@@ -80,9 +81,10 @@ class Router:
         """Stop every lane; messages being delivered stay in the durable queue (QoS 0 ones are dropped)."""
         self._running = False
         lanes, self._lanes = list(self._lanes.values()), {}
-        for lane in lanes:
-            lane.task.cancel()
-        await asyncio.gather(*(lane.task for lane in lanes), return_exceptions=True)
+        tasks = [t for lane in lanes for t in (lane.task, *lane.inflight)]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def replace_table(self, table: RouteTable) -> None:
         """Switch to a new route table (a redeploy); queued deliveries still go to their targets."""
@@ -175,6 +177,8 @@ class _Lane:
         self.wake = asyncio.Event()
         self.counts = {"delivered": 0, "failed": 0, "dropped": 0, "dead_lettered": 0, "unavailable": 0}
         self.pause = _PAUSE_MIN  # the wait while the target is unavailable; doubles up to _PAUSE_MAX
+        self.window = asyncio.Semaphore(QOS0_WINDOW)
+        self.inflight: set[asyncio.Task[None]] = set()
         self.task = asyncio.create_task(self._run(), name=f"router-lane:{target}")
 
     def offer(self, message: Message, route: str) -> bool:
@@ -198,18 +202,28 @@ class _Lane:
                 continue
             if self.memory:
                 message, route = self.memory.popleft()
-                try:
-                    await self.router.send(self.target, message, 0)
-                    self.counts["delivered"] += 1
-                except Exception as exc:
-                    self.counts["failed"] += 1
-                    self.router.on_dropped(route, "delivery_failed")
-                    log.debug("QoS 0 delivery to %s failed: %s", self.target, exc)
+                # QoS 0 deliveries are pipelined: each starts in order (a function's queue and the broker keep
+                # that order), up to WINDOW in flight, instead of waiting for the previous one to finish.
+                await self.window.acquire()
+                task = asyncio.create_task(self._send_qos0(message, route), name=f"qos0:{self.target}")
+                self.inflight.add(task)
+                task.add_done_callback(self.inflight.discard)
                 continue
             try:
                 await asyncio.wait_for(self.wake.wait(), wait)
             except TimeoutError:
                 pass  # the head message's backoff is over
+
+    async def _send_qos0(self, message: Message, route: str) -> None:
+        try:
+            await self.router.send(self.target, message, 0)
+            self.counts["delivered"] += 1
+        except Exception as exc:
+            self.counts["failed"] += 1
+            self.router.on_dropped(route, "delivery_failed")
+            log.debug("QoS 0 delivery to %s failed: %s", self.target, exc)
+        finally:
+            self.window.release()
 
     async def _deliver_durable(self, batch: list[Any]) -> None:
         queue = self.router.queue
