@@ -122,7 +122,9 @@ class Subscriber:
         self._lock = threading.Lock()
         self._subscribed = threading.Event()
         self.client = paho.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"test-sub-{uuid.uuid4().hex[:8]}", clean_session=not persistent
+            CallbackAPIVersion.VERSION2,
+            client_id=f"test-sub-{uuid.uuid4().hex[:8]}",
+            clean_session=not persistent,
         )
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: self._subscribed.set()
@@ -168,7 +170,9 @@ class Device:
     """A device: a paho client that publishes QoS 0/1 messages on the gateway's broker."""
 
     def __init__(self, port: int, client_id: str = "") -> None:
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"test-dev-{uuid.uuid4().hex[:8]}")
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2, client_id=client_id or f"test-dev-{uuid.uuid4().hex[:8]}"
+        )
         _connect(port, self.client)
 
     def publish(self, topic: str, payload: bytes | str, qos: int = 1, timeout: float = 10.0) -> None:

@@ -171,3 +171,16 @@ def test_scale_out_up_to_max_instances(gateway: GatewayProcess) -> None:
     )
     status = gateway.status("wide")
     assert len(status["instances"]) == 3
+
+
+def test_sdk_calls_work_while_the_module_is_imported(gateway: GatewayProcess) -> None:
+    caller = """
+    import edgefc.sdk as fc
+
+    GREETING = fc.invoke("echo", b"at-import")  # made before the worker serves events
+
+    def handler(event, context):
+        return GREETING
+    """
+    gateway.deploy({"functions": [fn("echo"), fn("caller")]}, {"echo": ECHO, "caller": caller})
+    assert gateway.invoke("caller").json() == {"echo": "at-import"}

@@ -89,7 +89,9 @@ class Rig:
 
     def wait_subscribed(self) -> None:
         """Wait until the gateway's router holds its subscriptions (the stats say connected)."""
-        self.gw.wait_for(lambda: self.stats()["connected"] and self.stats()["cloud_connected"], what="mqtt links")
+        self.gw.wait_for(
+            lambda: self.stats()["connected"] and self.stats()["cloud_connected"], what="mqtt links"
+        )
 
     def stats(self) -> dict[str, Any]:
         assert self.gw.client is not None
@@ -136,8 +138,16 @@ def test_device_to_function_to_mqtt_and_cloud(rig: Rig) -> None:
         assert upstream.wait_count(1) == [json.dumps({"alert": "hot", "temp": 42.5}).encode()]
         assert upstream.received()[0][0] == "edge/gw1/alerts/temp"
         (line,) = seen.wait(1)
-        assert line["event"] == {"topic": topic, "payload": reading, "source": {"type": "mqtt", "id": "sensor-1"}}
+        assert line["event"] == {
+            "topic": topic,
+            "payload": reading,
+            "source": {"type": "mqtt", "id": "sensor-1"},
+        }
         assert line["trigger"][:2] == ["message", topic]
+        assert rig.gw.client is not None
+        metrics = rig.gw.client.get("/metrics").text
+        assert 'edgefc_messages_routed_total{route="readings"} 1.0' in metrics
+        assert 'edgefc_messages_routed_total{route="uplink"} 1.0' in metrics
     finally:
         siren.close()
         upstream.close()
@@ -248,7 +258,9 @@ def test_messages_api_and_cli_publish_reach_a_routed_function(rig: Rig) -> None:
     seen = rig.seen()
     manifest = {
         "functions": [fn("sink", env={"SEEN": str(seen.path)})],
-        "routes": [{"name": "commands", "source": "api", "topic": "cmd/#", "target": "function:sink", "qos": 1}],
+        "routes": [
+            {"name": "commands", "source": "api", "topic": "cmd/#", "target": "function:sink", "qos": 1}
+        ],
     }
     rig.gw.deploy(manifest, {"sink": RECORDER})
     assert rig.gw.client is not None
@@ -265,7 +277,11 @@ def test_messages_api_and_cli_publish_reach_a_routed_function(rig: Rig) -> None:
     assert unrouted.status_code == 202
     lines = seen.wait(3)
     events = {json.loads(line["event"])["topic"]: json.loads(line["event"]) for line in lines}
-    assert events["cmd/light"] == {"topic": "cmd/light", "payload": "on", "source": {"type": "api", "id": "api"}}
+    assert events["cmd/light"] == {
+        "topic": "cmd/light",
+        "payload": "on",
+        "source": {"type": "api", "id": "api"},
+    }
     assert events["cmd/fan"]["payload"] == "off" and events["cmd/fan"]["source"]["type"] == "api"
     assert events["cmd/raw"]["payload"] == "//79" and events["cmd/raw"]["payloadEncoding"] == "base64"
     assert {line["trigger"][0] for line in lines} == {"message"}
@@ -340,6 +356,9 @@ def test_bad_routing_input_is_rejected_with_its_path_and_nothing_applied(gateway
     assert post("/v1/messages", json={"topic": "a/b", "payload": "x" * (256 * 1024 + 1)}).status_code == 413
     assert post("/v1/messages", json={"topic": "a/b", "payload": "x", "qos": 2}).status_code == 422
     assert post("/v1/messages", json={"topic": "a/+", "payload": "x"}).status_code == 422
-    assert post("/v1/messages", content=b"{not json", headers={"Content-Type": "application/json"}).status_code == 400
+    assert (
+        post("/v1/messages", content=b"{not json", headers={"Content-Type": "application/json"}).status_code
+        == 400
+    )
     cli = gateway.cli("publish", "a/#", "x")
     assert cli.returncode == 2, cli.stderr

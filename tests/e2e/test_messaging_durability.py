@@ -102,7 +102,10 @@ def cloud(tmp_path: Path) -> Iterator[Mosquitto]:
 
 def test_cloud_outage_loses_nothing_and_keeps_order(tmp_path: Path, cloud: Mosquitto) -> None:
     mqtt_port = free_port()
-    config = {"mqtt": {"broker": "managed", "listen": f"127.0.0.1:{mqtt_port}"}, "cloud": {"mqtt_url": cloud.url}}
+    config = {
+        "mqtt": {"broker": "managed", "listen": f"127.0.0.1:{mqtt_port}"},
+        "cloud": {"mqtt_url": cloud.url},
+    }
     gw = GatewayProcess(tmp_path / "data", config=config).start()
     upstream = Subscriber(cloud.port, "telemetry/#", persistent=True)
     device: Device | None = None
@@ -145,6 +148,43 @@ def test_cloud_outage_loses_nothing_and_keeps_order(tmp_path: Path, cloud: Mosqu
         gw.stop()
 
 
+def test_full_durable_queue_refuses_new_qos1_and_keeps_what_it_accepted(tmp_path: Path) -> None:
+    """The cloud is unreachable from the start; the 1 MiB durable queue fills; the publisher gets 503
+    QueueFull (CLI: exit 1); once the cloud comes up everything accepted goes out, in order."""
+    cloud = Mosquitto(tmp_path / "cloud")  # not started yet: its port is closed
+    config = {"cloud": {"mqtt_url": cloud.url}, "queues": {"max_bytes": 1024 * 1024}}
+    gw = GatewayProcess(tmp_path / "data", config=config).start()
+    upstream: Subscriber | None = None
+    try:
+        routes = [{"name": "up", "source": "api", "topic": "bulk/#", "target": "cloud", "qos": 1}]
+        gw.deploy({"routes": routes}, {})
+        assert gw.client is not None
+        accepted = []
+        for i in range(10):
+            payload = f"{i:02d}" + "x" * 200 * 1024
+            response = gw.client.post("/v1/messages", json={"topic": "bulk/a", "payload": payload, "qos": 1})
+            if response.status_code != 202:
+                break
+            accepted.append(payload)
+        assert len(accepted) == 5
+        assert response.status_code == 503 and response.json()["error"]["type"] == "QueueFull"
+        cli = gw.cli("publish", "bulk/b", "-", "--qos", "1", input=b"y" * 100 * 1024)
+        assert cli.returncode == 1 and b"QueueFull" in cli.stderr
+        assert queue_depth(gw, "cloud") == 5
+
+        cloud.start()
+        upstream = Subscriber(cloud.port, "bulk/#")
+        got = upstream.wait_count(5, timeout=30, topic="bulk/a")
+        assert [p.decode() for p in dict.fromkeys(got)] == accepted
+        gw.wait_for(lambda: queue_depth(gw, "cloud") == 0, what="the queue to drain")
+        post(gw, "bulk/a", "room again")
+    finally:
+        if upstream is not None:
+            upstream.close()
+        gw.stop()
+        cloud.stop()
+
+
 def test_sigkill_with_messages_in_flight_then_restart_delivers_all(tmp_path: Path) -> None:
     seen = tmp_path / "seen.txt"
     mqtt_port = free_port()
@@ -153,7 +193,9 @@ def test_sigkill_with_messages_in_flight_then_restart_delivers_all(tmp_path: Pat
     try:
         manifest = {
             "functions": [fn("slow", env={"SEEN": str(seen), "DELAY": "0.1"}, max_queue=100)],
-            "routes": [{"name": "work", "source": "any", "topic": "work/#", "target": "function:slow", "qos": 1}],
+            "routes": [
+                {"name": "work", "source": "any", "topic": "work/#", "target": "function:slow", "qos": 1}
+            ],
         }
         gw.deploy(manifest, {"slow": WORKER})
         gw.wait_for(lambda: mqtt_stats(gw)["connected"], what="the local link")
@@ -170,7 +212,9 @@ def test_sigkill_with_messages_in_flight_then_restart_delivers_all(tmp_path: Pat
         broker = [p for p in psutil.Process(gw.pid).children(recursive=True) if p.name() == "mosquitto"]
         assert len(broker) == 1
         gw.sigkill()
-        assert len(lines(seen)) < len(ids), "everything was delivered before the kill: the test proves nothing"
+        assert len(lines(seen)) < len(ids), (
+            "everything was delivered before the kill: the test proves nothing"
+        )
         psutil.wait_procs(broker, timeout=5)  # the managed broker dies with its gateway
         assert not broker[0].is_running()
         wait_port(mqtt_port, open=False)
@@ -188,13 +232,17 @@ def test_sigkill_during_a_device_burst_loses_no_message_the_broker_acknowledged(
     when the gateway was killed before taking it from the broker."""
     seen = tmp_path / "seen.txt"
     mqtt_port = free_port()
-    gw = GatewayProcess(tmp_path / "data", config={"mqtt": {"broker": "managed", "listen": f"127.0.0.1:{mqtt_port}"}})
+    gw = GatewayProcess(
+        tmp_path / "data", config={"mqtt": {"broker": "managed", "listen": f"127.0.0.1:{mqtt_port}"}}
+    )
     gw.start()
     burst = Burst(mqtt_port, "work/dev")
     try:
         manifest = {
             "functions": [fn("sink", env={"SEEN": str(seen)}, max_queue=100)],
-            "routes": [{"name": "work", "source": "mqtt", "topic": "work/#", "target": "function:sink", "qos": 1}],
+            "routes": [
+                {"name": "work", "source": "mqtt", "topic": "work/#", "target": "function:sink", "qos": 1}
+            ],
         }
         gw.deploy(manifest, {"sink": WORKER})
         gw.wait_for(lambda: mqtt_stats(gw)["connected"], what="the local link")
@@ -203,14 +251,18 @@ def test_sigkill_during_a_device_burst_loses_no_message_the_broker_acknowledged(
         gw.sigkill()
         burst.stop()
         acked = set(burst.acked())
-        assert len(lines(seen)) < len(acked), "everything was delivered before the kill: the test proves nothing"
+        assert len(lines(seen)) < len(acked), (
+            "everything was delivered before the kill: the test proves nothing"
+        )
         wait_port(mqtt_port, open=False)
 
         gw.start()
         deadline = time.monotonic() + 30
         while (missing := acked - set(lines(seen))) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not missing, f"{len(missing)} of {len(acked)} acknowledged messages lost, e.g. {sorted(missing)[:3]}"
+        assert not missing, (
+            f"{len(missing)} of {len(acked)} acknowledged messages lost, e.g. {sorted(missing)[:3]}"
+        )
     finally:
         burst.stop()
         gw.stop()

@@ -90,9 +90,8 @@ class DeviceService:
             self.registry.apply(deployer.manifest.devices)
         # A driver reads its device list and registers while its instance starts, i.e. inside Deployer.apply and
         # before on_applied runs; so the registry takes the new device list just before the apply (and goes back
-        # when it fails).
-        self._inner_apply = deployer.apply
-        deployer.apply = self._apply
+        # when it fails). A driver whose devices change is a changed function: the deployer replaces it.
+        deployer.before_apply.append(self._before_apply)
         gateway.call_handlers["device"] = self._driver_call
         gateway.call_handlers["thing"] = self._app_call
         gateway.instance_listeners.append(self._instance_event)
@@ -100,39 +99,17 @@ class DeviceService:
     def close(self) -> None:
         """Detach from the gateway (idempotent)."""
         gw = self.gateway
-        if gw.deployer is not None and gw.deployer.apply == self._apply:
-            gw.deployer.apply = self._inner_apply
+        if gw.deployer is not None and self._before_apply in gw.deployer.before_apply:
+            gw.deployer.before_apply.remove(self._before_apply)
         for prefix, handler in (("device", self._driver_call), ("thing", self._app_call)):
             if gw.call_handlers.get(prefix) == handler:
                 del gw.call_handlers[prefix]
         if self._instance_event in gw.instance_listeners:
             gw.instance_listeners.remove(self._instance_event)
 
-    async def _apply(self, prepared: Any, **kwargs: Any) -> dict[str, Any]:
-        before = self._assignments(d.spec for d in self.registry.all())
+    def _before_apply(self, prepared: Any) -> Callable[[], None]:
         previous = self.registry.apply(prepared.manifest.devices)
-        try:
-            result: dict[str, Any] = await self._inner_apply(prepared, **kwargs)
-        except BaseException:
-            self.registry.restore(previous)
-            raise
-        # A driver reads its device list when it starts: one left running by this deployment (unchanged) whose
-        # devices changed is restarted, so that it registers the new list.
-        after = self._assignments(prepared.manifest.devices)
-        stale = [name for name in result.get("unchanged", []) if before.get(name) != after.get(name)]
-        managers = self.gateway.deployer.managers
-        for name in stale:
-            if name in managers and managers[name].plan.mode == "continuous":
-                log.info("restarting driver %s: its devices changed", name)
-                await managers[name].restart()
-        return result
-
-    @staticmethod
-    def _assignments(specs: Any) -> dict[str, list[Any]]:
-        out: dict[str, list[Any]] = {}
-        for spec in specs:
-            out.setdefault(spec.driver, []).append(spec.model_dump(mode="json"))
-        return {name: sorted(items, key=lambda d: (d["product_key"], d["device_name"])) for name, items in out.items()}
+        return lambda: self.registry.restore(previous)
 
     # ---- instances ---------------------------------------------------------------------------------------------
 

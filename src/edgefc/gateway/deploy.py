@@ -105,8 +105,10 @@ def bundles_from_disk(manifest_path: Path, limits: Limits) -> tuple[str, dict[st
     return text, bundles
 
 
-def fingerprint(spec: FunctionSpec, sha: str, isolation: str) -> str:
-    body = json.dumps({"spec": spec.model_dump(mode="json", exclude={"code"}), "sha": sha, "isolation": isolation}, sort_keys=True)
+def fingerprint(spec: FunctionSpec, sha: str, isolation: str, devices: list[Any]) -> str:
+    """Equal for a function that need not restart across two deployments (a driver's devices count too)."""
+    body = json.dumps({"spec": spec.model_dump(mode="json", exclude={"code"}), "sha": sha, "isolation": isolation,
+                       "devices": devices}, sort_keys=True)  # fmt: skip
     return hashlib.sha256(body.encode()).hexdigest()
 
 
@@ -131,6 +133,9 @@ class Deployer:
         self.lock = asyncio.Lock()
         self._draining: set[asyncio.Task[None]] = set()
         self.on_applied: list[Callable[[Prepared], Awaitable[None] | None]] = []
+        # Called just before a deployment's functions start (drivers read their devices while starting); each
+        # returns how to undo it if the deployment rolls back.
+        self.before_apply: list[Callable[[Prepared], Callable[[], None]]] = []
 
     def prepare(self, manifest_text: str, uploads: dict[str, bytes], *, stored: dict[str, str] | None = None) -> Prepared:
         """Validate the manifest and every bundle, store the bundles; blocking (run it in a thread).
@@ -172,16 +177,18 @@ class Deployer:
             code_dir = self.bundles.path(shas[fn.name])
             problems.extend(check_function_code(fn, code_dir, path=f"functions[{i}]"))
             if isolation is not None:
-                plans[fn.name] = self._plan(fn, shas[fn.name], code_dir, version, isolation)
+                devices = [d.model_dump(mode="json") for d in manifest.devices if d.driver == fn.name]
+                plans[fn.name] = self._plan(fn, shas[fn.name], code_dir, version, isolation, devices)
         if self.extra_checks is not None:
             problems.extend(self.extra_checks(manifest))
         if problems:
             raise ValidationError(problems)
         return Prepared(version, manifest_text, manifest, shas, plans)
 
-    def _plan(self, fn: FunctionSpec, sha: str, code_dir: Path, version: str, isolation: str) -> FunctionPlan:
+    def _plan(self, fn: FunctionSpec, sha: str, code_dir: Path, version: str, isolation: str,
+              devices: list[Any]) -> FunctionPlan:  # fmt: skip
         current = self.managers.get(fn.name)
-        fp = fingerprint(fn, sha, isolation)
+        fp = fingerprint(fn, sha, isolation, devices)
         if current is not None and current.plan.fingerprint == fp:
             version = current.plan.version  # unchanged: it keeps the version it was deployed with
         return FunctionPlan(
@@ -199,6 +206,7 @@ class Deployer:
         ``restoring`` (the gateway starting from its data dir): a function that cannot start now (its device or
         network is not up yet) does not take the others down; its keep-alive retries it.
         """
+        undo = [hook(prepared) for hook in self.before_apply]
         if restoring:
             return await self._restore(prepared)
         old = self.managers
@@ -218,6 +226,8 @@ class Deployer:
         failures = [(m.name, r) for m, r in zip(fresh.values(), results, strict=True) if isinstance(r, BaseException)]
         if failures:
             await asyncio.gather(*(m.close(drain=False) for m in fresh.values()))
+            for step in reversed(undo):
+                step()
             for name, manager in stopped_first.items():
                 revived = self.make_manager(manager.plan)
                 try:

@@ -145,7 +145,9 @@ class ManagedBroker:
         pid = await asyncio.to_thread(self._previous_pid)
         if pid is None:
             return
-        log.warning("mosquitto %d of an earlier run still uses %s; waiting for it to exit", pid, self.state_dir)
+        log.warning(
+            "mosquitto %d of an earlier run still uses %s; waiting for it to exit", pid, self.state_dir
+        )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
         with contextlib.suppress(ProcessLookupError):

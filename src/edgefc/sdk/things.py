@@ -15,15 +15,10 @@ driver is not running or the device is offline), :class:`Timeout` (no answer in 
 
 from __future__ import annotations
 
-import os
-import select
-import threading
-from concurrent.futures import Future
 from typing import Any
 
 from edgefc.devices import codes
 from edgefc.worker.main import RemoteError, current
-from edgefc.worker.protocol import recv_frame
 
 __all__ = [
     "DeviceError", "DriverFailed", "NotFound", "ThingError", "Timeout", "Unavailable",
@@ -105,55 +100,12 @@ def gateway_call(op: str, args: dict[str, Any], timeout: float | None = None) ->
     """An SDK call to the gateway; raises ThingError (by type) when the gateway refuses it.
 
     Works while the module is still being imported too (a driver registering at import time, as Link IoT
-    Edge drivers do): the worker's reader is the main thread, busy importing, so the call reads its own reply.
+    Edge drivers do): the worker's connection then reads its own reply.
     """
-    worker = current()
     try:
-        if threading.current_thread() is threading.main_thread():
-            return _call_reading_replies(worker, op, args, timeout)
-        return worker.conn.call(op, args, timeout)
+        return current().conn.call(op, args, timeout)
     except RemoteError as exc:
         raise error_from(exc.error) from None
-
-
-def _call_reading_replies(worker: Any, op: str, args: dict[str, Any], timeout: float | None) -> Any:
-    """Make the call on a helper thread and serve the socket here until its reply has come."""
-    conn = worker.conn
-    outcome: Future[Any] = Future()
-    wake_r, wake_w = os.pipe()
-
-    def make_call() -> None:
-        try:
-            outcome.set_result(conn.call(op, args, timeout))
-        except BaseException as exc:  # noqa: BLE001 — handed to the waiting thread
-            outcome.set_exception(exc)
-        finally:
-            os.write(wake_w, b"x")
-
-    try:
-        threading.Thread(target=make_call, name="edgefc-sdk-call", daemon=True).start()
-        while not outcome.done():
-            readable, _, _ = select.select([conn.sock, wake_r], [], [])
-            if conn.sock not in readable:
-                continue
-            try:
-                frame = recv_frame(conn.sock)
-            except (EOFError, OSError):
-                conn.fail_all()
-                break
-            kind = frame.get("t")
-            if kind == "reply":
-                conn.resolve(frame)
-            elif kind == "callback":
-                worker.callback_pool.submit(worker.callback, frame)
-            elif kind == "invoke":
-                worker.pool.submit(worker.invoke, frame)
-            elif kind == "stop":
-                os._exit(0)
-        return outcome.result()
-    finally:
-        os.close(wake_r)
-        os.close(wake_w)
 
 
 def _timeout_arg(timeout: float | None) -> dict[str, Any]:

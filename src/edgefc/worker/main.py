@@ -43,6 +43,7 @@ class Connection:
         self._calls: dict[int, Future[Any]] = {}
         self._next_cid = 0
         self._cid_lock = threading.Lock()
+        self.dispatch: Any = None  # the worker's frame dispatcher, for calls made on the reader thread
 
     def send(self, frame: dict[str, Any]) -> None:
         data = encode(frame)
@@ -58,6 +59,19 @@ class Connection:
             self._calls[cid] = fut
         try:
             self.send({"t": "call", "cid": cid, "op": op, "args": args})
+            if threading.current_thread() is threading.main_thread() and self.dispatch is not None:
+                # Called while the module is imported or initialised (Link IoT Edge drivers register at import):
+                # the main thread is the reader, so it reads the socket itself until its reply has come.
+                deadline = None if timeout is None else time.monotonic() + timeout
+                while not fut.done():
+                    if deadline is not None:
+                        self.sock.settimeout(max(0.001, deadline - time.monotonic()))
+                    try:
+                        self.dispatch(recv_frame(self.sock))
+                    except TimeoutError:
+                        raise TimeoutError(f"no answer from the gateway to {op} within {timeout} s") from None
+                    finally:
+                        self.sock.settimeout(None)
             reply = fut.result(timeout)
         finally:
             self._calls.pop(cid, None)
@@ -95,6 +109,8 @@ class Worker:
         self.callback_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="edgefc-cb")
         self.callbacks: dict[str, Any] = {}
         self.handler: Any = None
+        self.stopping = False
+        conn.dispatch = self.dispatch
 
     def emit_log(self, level: str, stream: str, request_id: str | None, message: str) -> None:
         try:
@@ -137,6 +153,19 @@ class Worker:
             output.set_request(None)
         self._flush_streams()
         self.conn.send({"t": "result", "id": rid, "payload": payload})
+
+    def dispatch(self, frame: dict[str, Any]) -> bool:
+        """Handle one frame from the gateway; False once it said stop."""
+        t = frame["t"]
+        if t == "invoke":
+            self.pool.submit(self.invoke, frame)
+        elif t == "reply":
+            self.conn.resolve(frame)
+        elif t == "callback":
+            self.callback_pool.submit(self.callback, frame)
+        elif t == "stop":
+            self.stopping = True
+        return not self.stopping
 
     def callback(self, frame: dict[str, Any]) -> None:
         """Serve a ``callback`` frame: run the registered handler for its op, answer with ``callback_reply``."""
@@ -236,18 +265,10 @@ def run(socket_path: str, instance_id: str, key: str, code_dir: str) -> int:
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 
     try:
-        while True:
-            frame = recv_frame(sock)
-            t = frame["t"]
-            if t == "invoke":
-                worker.pool.submit(worker.invoke, frame)
-            elif t == "reply":
-                conn.resolve(frame)
-            elif t == "callback":
-                worker.callback_pool.submit(worker.callback, frame)
-            elif t == "stop":
-                worker.pool.shutdown(wait=True)
-                return 0
+        while not worker.stopping and worker.dispatch(recv_frame(sock)):
+            pass
+        worker.pool.shutdown(wait=True)
+        return 0
     except (EOFError, OSError):
         conn.fail_all()
         return 0
