@@ -182,5 +182,6 @@ def test_sdk_calls_work_while_the_module_is_imported(gateway: GatewayProcess) ->
     def handler(event, context):
         return GREETING
     """
+    gateway.deploy({"functions": [fn("echo")]}, {"echo": ECHO})  # the callee must be deployed already
     gateway.deploy({"functions": [fn("echo"), fn("caller")]}, {"echo": ECHO, "caller": caller})
     assert gateway.invoke("caller").json() == {"echo": "at-import"}
