@@ -6,6 +6,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -223,6 +224,9 @@ def test_sigkill_with_messages_in_flight_then_restart_delivers_all(tmp_path: Pat
         gw.wait_for(lambda: set(lines(seen)) >= set(ids), timeout=20, what="every message after the restart")
         gw.wait_for(lambda: queue_depth(gw, "function:slow") == 0, what="the queue to drain")
         assert set(lines(seen)) == set(ids)
+        assert gw.client is not None
+        (lane,) = [row for row in gw.client.get("/v1/queues").json()["targets"] if row["target"] == "function:slow"]
+        assert lane["failed"] == 0 and lane["dead_lettered"] == 0  # a restart costs no message a retry
     finally:
         gw.stop()
 
@@ -301,5 +305,60 @@ def test_always_failing_target_dead_letters_and_replay_after_fix(tmp_path: Path)
         assert letters() == []
         assert gw.client.post(f"/v1/deadletters/{first['id']}/replay").status_code == 404
         assert gw.cli("deadletters", "replay", "999999").returncode == 2
+    finally:
+        gw.stop()
+
+
+def test_missed_timer_firings_catch_up_once_after_downtime(tmp_path: Path) -> None:
+    seen = tmp_path / "seen.txt"
+    tick = """
+    import json, os
+    def handler(event, context):
+        with open(os.environ["SEEN"], "a") as f:
+            f.write(json.loads(event)["triggerTime"] + "\\n")
+    """
+    gw = GatewayProcess(tmp_path / "data").start()
+    try:
+        gw.deploy({"functions": [fn("tick", env={"SEEN": str(seen)}, schedule="@every 10m")]}, {"tick": tick})
+        gw.stop()
+        # An hour of downtime (six missed slots), told through the timer state instead of waited out.
+        hour_ago = datetime.now(UTC) - timedelta(hours=1)
+        (tmp_path / "data" / "timers.json").write_text(json.dumps({"tick": hour_ago.isoformat()}))
+        restarted = datetime.now(UTC)
+        gw.start()
+        gw.wait_for(lambda: lines(seen), what="the catch-up firing")
+        gw.wait_for(lambda: gw.status("tick")["invocations"] >= 1 and gw.status("tick")["state"] != "running",
+                    what="the firing to finish")  # fmt: skip
+        (fired,) = lines(seen)
+        assert abs(datetime.fromisoformat(fired.replace("Z", "+00:00")) - restarted) < timedelta(seconds=5)
+        assert gw.status("tick")["invocations"] == 1
+        assert "firing once to catch up" in gw.log_path.read_text()
+    finally:
+        gw.stop()
+
+
+def test_a_busy_target_is_waited_for_not_failed(tmp_path: Path) -> None:
+    """A function whose queue is full (max_queue) cannot take an event *now*: the message waits, and spends
+    none of its retries (here: none to spend)."""
+    seen = tmp_path / "seen.txt"
+    src = """
+    import json, os, time
+    def handler(event, context):
+        if event == b"hold":
+            time.sleep(0.5)
+            return "held"
+        with open(os.environ["SEEN"], "a") as f:
+            f.write(json.loads(event)["payload"] + "\\n")
+    """
+    gw = GatewayProcess(tmp_path / "data", config={"queues": {"max_retries": 0}}).start()
+    try:
+        routes = [{"name": "in", "source": "api", "topic": "in/#", "target": "function:one", "qos": 1}]
+        gw.deploy({"functions": [fn("one", env={"SEEN": str(seen)}, max_queue=0)], "routes": routes}, {"one": src})
+        hold = gw.invoke("one", b"hold", headers={"X-Edgefc-Invocation-Type": "async"})
+        assert hold.status_code == 202
+        gw.wait_for(lambda: any(i["inflight"] for i in gw.status("one")["instances"]), what="the busy instance")
+        post(gw, "in/x", "after the hold")
+        gw.wait_for(lambda: lines(seen) == ["after the hold"], what="the delivery once the function is free")
+        assert gw.client is not None and gw.client.get("/v1/deadletters").json()["deadletters"] == []
     finally:
         gw.stop()

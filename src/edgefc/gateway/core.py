@@ -237,13 +237,15 @@ class Gateway:
         current = await asyncio.to_thread(self.store.current)
         if current is None:
             return
+        # Taken before the apply: what the apply itself creates (a timer's catch-up firing) must not run twice.
+        unfinished = await asyncio.to_thread(self.store.unfinished_invocations)
         try:
             prepared = await asyncio.to_thread(self.deployer.prepare, current["manifest"], {}, stored=current["bundles"])
             await self.deployer.apply(prepared, restoring=True)
             log.info("restored deployment %s from the data dir", prepared.version)
         except EdgefcError as exc:
             log.error("could not restore deployment %s: %s", current["version"], exc.message)
-        await self._resume_invocations()
+        await self._resume_invocations(unfinished)
 
     # ---- deployments -----------------------------------------------------------------------------------------
 
@@ -380,9 +382,9 @@ class Gateway:
             error = exc.to_dict()
         await asyncio.to_thread(self.store.finish_invocation, inv_id, result=result, error=error)
 
-    async def _resume_invocations(self) -> None:
+    async def _resume_invocations(self, unfinished: list[tuple[str, str, bytes, dict[str, Any]]]) -> None:
         assert self.store is not None
-        for inv_id, name, payload, trigger in await asyncio.to_thread(self.store.unfinished_invocations):
+        for inv_id, name, payload, trigger in unfinished:
             if self.has_function(name):
                 self._background(self._run_async(inv_id, name, payload, trigger), f"async-{inv_id}")
             else:

@@ -11,7 +11,7 @@ from typing import Any
 
 from edgefc.config.gateway import BrokerMode, GatewayConfig
 from edgefc.config.manifest import Manifest
-from edgefc.errors import FunctionError, Unavailable, ValidationError
+from edgefc.errors import Busy, FunctionError, Unavailable, ValidationError
 from edgefc.observe.metrics import Metrics
 from edgefc.router.broker import ManagedBroker
 from edgefc.router.message import Message, SourceType
@@ -143,11 +143,18 @@ class Messaging:
         return message.id
 
     async def _deliver(self, function: str, message: Message) -> None:
+        if not self._routes_known.is_set():
+            # Queued deliveries from before a restart wait for the restored deployment: its functions do not
+            # exist yet, and a NotFound now would cost the message a retry (or make it a dead letter).
+            await self._routes_known.wait()
         trigger = {"type": "message", "topic": message.topic, "source": f"{message.source_type}:{message.source_id}"}
         try:
             await self._invoke(function, message.to_event(), trigger)
         except FunctionError as exc:
             raise RuntimeError(f"{exc.type}: {exc.message}") from exc
+        except Busy as exc:
+            # A full queue (max_queue) means "not now", not "this message fails": wait, spend no retry.
+            raise Unavailable(exc.message) from exc
         except Unavailable:
             raise
 
