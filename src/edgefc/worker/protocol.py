@@ -20,12 +20,14 @@ Worker → gateway: ``hello``, ``ready``, ``init_error``, ``result``, ``error``,
 
 from __future__ import annotations
 
-import asyncio
 import socket
 import struct
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
+
+if TYPE_CHECKING:  # the worker side never needs asyncio: importing it costs a container ~20 ms per start
+    import asyncio
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024
@@ -69,6 +71,8 @@ def recv_frame(sock: socket.socket) -> dict[str, Any]:
 
 async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any]:
     """Read one frame from an asyncio stream (the gateway side); raises EOFError at the end."""
+    import asyncio
+
     try:
         head = await reader.readexactly(HEADER.size)
         (length,) = HEADER.unpack(head)
