@@ -56,8 +56,13 @@ class GatewayProcess:
                 self.proc.wait()
                 raise TimeoutError(f"gateway did not start:\n{self.log_path.read_text()[-3000:]}")
             time.sleep(0.02)
-        self.url = json.loads(info.read_text())["url"]
-        self.token = (self.data_dir / "admin.token").read_text().strip()
+        try:
+            self.url = json.loads(info.read_text())["url"]
+            self.token = (self.data_dir / "admin.token").read_text().strip()
+        except (OSError, ValueError, KeyError):
+            self.proc.kill()  # never leave a gateway behind a failed start
+            self.proc.wait()
+            raise
         self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
         return self
 

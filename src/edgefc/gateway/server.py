@@ -80,6 +80,7 @@ async def serve(config: GatewayConfig, *, deploy: Path | None = None) -> int:
         await gateway.close()
         (gateway.data_dir / "gateway.json").unlink(missing_ok=True)
         sock.close()
+        print("edgefc gateway stopped: every instance ended, nothing left running", file=sys.stderr, flush=True)
     return 0
 
 
@@ -93,7 +94,8 @@ async def _deploy_at_start(gateway: Gateway, manifest: Path, url: str) -> None:
         return
     names = ", ".join(result["started"] + result["unchanged"]) or "nothing"
     print(f"deployed {manifest} (version {result['version']}): {names}", file=sys.stderr)
-    first = (result["started"] + result["unchanged"] or ["hello"])[0]
+    names_all = result["started"] + result["unchanged"]
+    first = "hello" if "hello" in names_all else (names_all or ["hello"])[0]
     print(
         f"try it in another terminal:\n  .venv/bin/edgefc invoke {first} --data '{{\"name\":\"edge\"}}'\n"
         f"  .venv/bin/edgefc ps\n(API {url}, token in {gateway.data_dir / 'admin.token'}; Ctrl-C stops everything)",

@@ -336,7 +336,8 @@ class FunctionManager:
             reason = "init_error" if status.code >= 0 else "crash"
         else:
             reason = "crash" if status.code < 0 else "exited"
-        self.last_exit = {"reason": reason, "code": status.code, "at": time.time(), "instance": runner.id}
+        if reason != "probe":  # the deploy-time start test of an on_demand function is no exit worth showing
+            self.last_exit = {"reason": reason, "code": status.code, "at": time.time(), "instance": runner.id}
         requested = reason in ("stopped", "idle", "restart", "probe")
         if not requested:
             self.restarts += 1
