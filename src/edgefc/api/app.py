@@ -98,9 +98,19 @@ def create_app(gateway: Any) -> FastAPI:
         module = _optional_router(module_name)
         if module is not None:
             app.include_router(module)
-    app.add_middleware(InvokeFastPath, gateway=gateway)
     app.add_middleware(TokenAndSizeGuard, token=gateway.token, max_body=gateway.config.limits.max_body_bytes)
     return app
+
+
+def create_server_app(gateway: Any) -> ASGIApp:
+    """What the server runs: the token guard, then the invoke fast path, then the FastAPI app.
+
+    The fast path sits outside FastAPI's own middleware stack, so a warm invoke pays for two small ASGI layers
+    only; every other path goes on to FastAPI (whose own guard checks the token again, cheaply).
+    """
+    app = create_app(gateway)
+    fast = InvokeFastPath(app, gateway=gateway)
+    return TokenAndSizeGuard(fast, token=gateway.token, max_body=gateway.config.limits.max_body_bytes)
 
 
 def _optional_router(name: str) -> Any:

@@ -7,11 +7,14 @@ It serves exactly ``POST /v1/functions/{name}/invoke`` with the same behaviour, 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from edgefc.errors import BadRequest, EdgefcError, FunctionError, PayloadTooLarge
+
+log = logging.getLogger("edgefc.api")
 
 PREFIX = "/v1/functions/"
 SUFFIX = "/invoke"
@@ -41,6 +44,10 @@ class InvokeFastPath:
             headers = [(b"content-type", b"application/json")]
             if isinstance(exc, FunctionError):
                 headers.append((b"x-edgefc-error-type", exc.type.encode()))
+        except Exception as exc:  # noqa: BLE001 — the same 500 shape FastAPI's handler gives, never a bare crash
+            log.exception("unexpected error serving an invoke of %s", name)
+            status, body = 500, json.dumps({"error": {"type": "InternalError", "message": str(exc)}}).encode()
+            headers = [(b"content-type", b"application/json")]
         headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})

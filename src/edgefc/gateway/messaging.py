@@ -73,12 +73,13 @@ class Messaging:
             self.mqtt_note = "mqtt.broker is off"
         if url is not None:
             self.local = MqttLink(url, client_id=f"edgefc-{self.gateway_id}", on_message=self._inbound,
-                                  persistent_session=True)  # fmt: skip
+                                  on_message_nowait=self._inbound_nowait, persistent_session=True)  # fmt: skip
             self.router.mqtt_out = self.local
             await self.local.start()
         if self.config.cloud.mqtt_url:
             self.cloud = MqttLink(self.config.cloud.mqtt_url, client_id=f"edgefc-{self.gateway_id}-cloud",
-                                  on_message=self._inbound, source_type="cloud", persistent_session=True)  # fmt: skip
+                                  on_message=self._inbound, on_message_nowait=self._inbound_nowait,
+                                  source_type="cloud", persistent_session=True)  # fmt: skip
             self.router.cloud_out = self.cloud
             await self.cloud.start()
         await self.router.start()
@@ -130,6 +131,10 @@ class Messaging:
         if not self._routes_known.is_set():
             await self._routes_known.wait()
         await self.router.publish(message)
+
+    def _inbound_nowait(self, message: Message) -> bool:
+        """``_inbound`` at once for a message with only QoS 0 deliveries; False (nothing done) otherwise."""
+        return self._routes_known.is_set() and self.router.publish_nowait(message)
 
     async def publish(self, topic: str, payload: bytes, qos: int, source_type: str, source_id: str) -> str:
         """Put a message into the router; with qos 1 it is durable when this returns. Raises ValidationError, QueueFull."""

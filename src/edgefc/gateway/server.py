@@ -15,7 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
-from edgefc.api.app import create_app
+from edgefc.api.app import create_server_app
 from edgefc.config.gateway import GatewayConfig
 from edgefc.errors import EdgefcError
 from edgefc.gateway.core import Gateway
@@ -55,10 +55,10 @@ async def serve(config: GatewayConfig, *, deploy: Path | None = None) -> int:
     host, port = sock.getsockname()[:2]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     await gateway.start()
-    app = create_app(gateway)
+    app = create_server_app(gateway)
     server = _Server(
         uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http="httptools", loop="none",
-                       timeout_keep_alive=30, limit_concurrency=4096)
+                       timeout_keep_alive=30, limit_concurrency=4096, proxy_headers=False)
     )  # fmt: skip
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import enum
 import logging
 import random
 import threading
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,7 +60,10 @@ class MqttLink:
     """One MQTT client connection with subscriptions, deduped delivery in and PUBACK-confirmed publish out.
 
     ``on_message`` runs as one task per message, started in arrival order; to keep that order it must take
-    the message's place (as ``Router.publish`` does) before its first ``await``.
+    the message's place (as ``Router.publish`` does) before its first ``await``. ``on_message_nowait``, when
+    given, is tried first for a message that no earlier one is still being handled ahead of: it handles the
+    message at once and returns True, or does nothing and returns False (then ``on_message`` gets it), which
+    saves a task per message on the common path.
 
     Raises ValueError at construction for a URL that does not parse.
     """
@@ -70,6 +74,7 @@ class MqttLink:
         *,
         client_id: str,
         on_message: Callable[[Message], Awaitable[None]] | None = None,
+        on_message_nowait: Callable[[Message], bool] | None = None,
         source_type: str = "mqtt",
         persistent_session: bool = False,
         keepalive: int = 30,
@@ -85,17 +90,20 @@ class MqttLink:
         self.state = LinkState.NEW
         self.stats = {"received": 0, "duplicates": 0, "published": 0, "connects": 0, "handler_errors": 0}
         self._on_message = on_message
+        self._on_message_nowait = on_message_nowait
         self._persistent = persistent_session
         self._keepalive = keepalive
         self._backoff = (backoff_min, backoff_max)
         self._publish_timeout = publish_timeout
         self._inbound_slots = threading.Semaphore(inbound_limit)  # backpressure onto the broker's socket
         self._subs: dict[str, int] = {}  # filter → subscription identifier
+        self._lowest_sub: dict[str, int | None] = {}  # topic → lowest identifier of our filters matching it
         self._subs_lock = threading.Lock()
         self._next_sub_id = 1
         self._unacked_subs: set[int] = set()  # SUBSCRIBE mids still waiting for their SUBACK
         self._acks: dict[int, asyncio.Future[None]] = {}
         self._stopping = threading.Event()
+        self._wake_lock = threading.Lock()  # paho's wake-up socket: swapped by the supervisor, muted by burst
         self._lost = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._connected_event: asyncio.Event | None = None
@@ -188,6 +196,7 @@ class MqttLink:
             for topic_filter in removed:
                 del self._subs[topic_filter]
             self._subs.update(added)
+            self._lowest_sub.clear()
         if self.connected:
             if removed:
                 self._client.unsubscribe(removed)
@@ -200,15 +209,7 @@ class MqttLink:
         Raises Unavailable when not connected, when the connection drops before the PUBACK, when the broker
         refuses the message or no PUBACK arrives within ``publish_timeout``.
         """
-        if not self.connected:
-            raise Unavailable(f"MQTT broker {self.url} is not connected")
-        try:
-            info = self._client.publish(topic, payload, qos)
-        except (OSError, ValueError) as exc:  # the connection went away under us
-            raise Unavailable(f"MQTT publish to {self.url} failed: {exc}") from exc
-        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            raise Unavailable(f"MQTT publish to {self.url} failed: {paho.error_string(info.rc)}")
-        self.stats["published"] += 1
+        info = self._publish(topic, payload, qos)
         if qos == 0:
             return
         assert self._loop is not None
@@ -221,6 +222,42 @@ class MqttLink:
             raise Unavailable(f"no PUBACK from {self.url} within {self._publish_timeout}s") from None
         finally:
             self._acks.pop(info.mid, None)
+
+    def publish_nowait(self, topic: str, payload: bytes) -> None:
+        """Publish at QoS 0 without waiting for anything; raises Unavailable as ``publish`` does."""
+        self._publish(topic, payload, 0)
+
+    @contextlib.contextmanager
+    def burst(self) -> Iterator[None]:
+        """Publishes made inside wake paho's network thread once, at the end, instead of once each.
+
+        paho writes a byte to its wake-up socket on every publish from another thread (a syscall, and a wakeup
+        of the network thread for each message); its network thread never writes to that socket itself.
+        """
+        with self._wake_lock:
+            client = self._client
+            wake, client._sockpairW = client._sockpairW, None
+            try:
+                yield
+            finally:
+                client._sockpairW = wake
+                if wake is not None:
+                    try:
+                        wake.send(b"0")
+                    except OSError:  # BlockingIOError: a wake-up is pending anyway; else the link is going
+                        pass
+
+    def _publish(self, topic: str, payload: bytes, qos: int) -> paho.MQTTMessageInfo:
+        if not self.connected:
+            raise Unavailable(f"MQTT broker {self.url} is not connected")
+        try:
+            info = self._client.publish(topic, payload, qos)
+        except (OSError, ValueError) as exc:  # the connection went away under us
+            raise Unavailable(f"MQTT publish to {self.url} failed: {exc}") from exc
+        if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+            raise Unavailable(f"MQTT publish to {self.url} failed: {paho.error_string(info.rc)}")
+        self.stats["published"] += 1
+        return info
 
     # -- paho thread side ------------------------------------------------------------------------------
 
@@ -242,12 +279,14 @@ class MqttLink:
             except OSError as exc:
                 log.debug("connect to %s failed: %s", self.url, exc)
             else:
-                self._client.loop_start()
+                with self._wake_lock:
+                    self._client.loop_start()
                 while not self._stopping.is_set() and not self._lost.wait(0.2):
                     pass
                 self._client.loop_stop()
                 # loop_start makes a fresh wake-up socket pair each time and nothing closes the old one.
-                self._client._reset_sockets(sockpair_only=True)
+                with self._wake_lock:
+                    self._client._reset_sockets(sockpair_only=True)
                 if self.stats["connects"] and self._lost.is_set():
                     delay = self._backoff[0]  # a session that worked starts the backoff over
             if self._stopping.is_set():
@@ -316,9 +355,17 @@ class MqttLink:
         ids = getattr(msg.properties, "SubscriptionIdentifier", None)
         if not ids:
             return False
+        topic = msg.topic
         with self._subs_lock:
-            ours = [sid for f, sid in self._subs.items() if topics.matches(f, msg.topic)]
-        return bool(ours) and min(ours) not in ids
+            if topic in self._lowest_sub:
+                lowest = self._lowest_sub[topic]
+            else:
+                ours = [sid for f, sid in self._subs.items() if topics.matches(f, topic)]
+                lowest = min(ours) if ours else None
+                if len(self._lowest_sub) >= 4096:
+                    self._lowest_sub.clear()  # topic sets are small in practice; a reset keeps this bounded
+                self._lowest_sub[topic] = lowest
+        return lowest is not None and lowest not in ids
 
     def _subscribe(self, topic_filter: str, sub_id: int) -> None:
         properties = Properties(PacketTypes.SUBSCRIBE)
@@ -391,12 +438,30 @@ class MqttLink:
                 batch = list(self._inbox)
                 self._inbox.clear()
                 self._inbox_signalled = False
+            nowait = self._on_message_nowait
             for message, mid, qos in batch:
+                # Without a message still in flight ahead of this one, handling it right here keeps the order.
+                if nowait and not self._in_flight and self._handle_nowait(nowait, message, mid, qos):
+                    continue
                 # One task per message, started in arrival order: the router takes each message's place in
                 # its queues before its first await, so order holds while durable commits overlap.
                 task = asyncio.create_task(self._handle(message, mid, qos))
                 self._in_flight.add(task)
                 task.add_done_callback(self._in_flight.discard)
+
+    def _handle_nowait(self, nowait: Callable[[Message], bool], message: Message, mid: int, qos: int) -> bool:
+        try:
+            if not nowait(message):
+                return False
+        except Exception:
+            self.stats["handler_errors"] += 1
+            log.exception("routing MQTT message on %s failed; left unacknowledged", message.topic)
+            self._inbound_slots.release()
+            return True
+        self._inbound_slots.release()
+        if qos and self.connected:
+            self._client.ack(mid, qos)
+        return True
 
     async def _handle(self, message: Message, mid: int, qos: int) -> None:
         try:

@@ -127,6 +127,9 @@ class DurableQueue:
         self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
         self._pending_lock = threading.Lock()
         self._flush_scheduled = False
+        # Bumped after every write commits and on every release: a lane that found its target empty at
+        # version v need not look again (a thread hop and a SELECT) while the version is still v.
+        self.version = 0
         self._bytes = sum(
             self._db.execute(f"SELECT COALESCE(SUM(size), 0) FROM {table}").fetchone()[0]
             for table in ("messages", "deadletters")
@@ -207,6 +210,7 @@ class DurableQueue:
         """Give leased messages back without a verdict (delivery was cancelled); they are ready again."""
         with self._lock:
             self._leased.difference_update(queue_ids)
+            self.version += 1
 
     def deadletters(self, limit: int = 1000) -> list[DeadLetter]:
         """The dead letters, oldest first."""
@@ -233,6 +237,12 @@ class DurableQueue:
 
         Returns the new queue id; raises NotFound for an unknown dead-letter id.
         """
+        try:
+            return self._replay(deadletter_id)
+        finally:
+            self.version += 1  # after the commit
+
+    def _replay(self, deadletter_id: int) -> int:
         with self._lock, self._transaction():
             row = self._db.execute(
                 f"SELECT {_COLUMNS}, size FROM deadletters WHERE id = ?", (deadletter_id,)
@@ -304,6 +314,8 @@ class DurableQueue:
             except BaseException:
                 self._bytes = before  # the rows were rolled back, so is the count
                 raise
+            finally:
+                self.version += 1  # after the commit (or rollback)
 
     def _insert(self, items: list[tuple[str, Message]]) -> list[int]:
         size = sum(_size(message) for _, message in items)
@@ -395,6 +407,7 @@ class DurableQueue:
             except Exception as exc:  # the commit itself failed: nothing of the batch is stored
                 self._bytes = before
                 done = [(future, None, exc) for _, future in batch]
+            self.version += 1  # after the commit (or rollback)
         loop.call_soon_threadsafe(_resolve, done)
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
+import math
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -98,13 +100,37 @@ class Router:
         """
         if not self._running:
             raise Unavailable("the router is not running")
-        deliveries = [
-            d
-            for d in self.table.match(message)
-            # A message that came from the broker is never sent back to the very same topic there.
-            if not (message.source_type is SourceType.MQTT and d.target == f"mqtt:{message.topic}")
-        ]
+        deliveries = self._deliveries(message)
         # QoS 0 first and without an await, so a later message cannot overtake an earlier one on its way in.
+        self._offer_qos0(message, deliveries)
+        durable = [d for d in deliveries if d.qos == 1]
+        if durable:
+            await self.queue.aput_many([(d.target, message) for d in durable])
+            for delivery in durable:
+                self._count_routed(delivery)
+                self._lane(delivery.target).wake.set()
+
+    def publish_nowait(self, message: Message) -> bool:
+        """Route a message that has only QoS 0 deliveries at once and return True; for one with a QoS 1
+        delivery (or while not running) do nothing and return False: that takes ``publish``."""
+        if not self._running:
+            return False
+        deliveries = self._deliveries(message)
+        for delivery in deliveries:
+            if delivery.qos:
+                return False
+        self._offer_qos0(message, deliveries)
+        return True
+
+    def _deliveries(self, message: Message) -> tuple[Delivery, ...]:
+        deliveries = self.table.match(message)
+        if message.source_type is SourceType.MQTT:
+            # A message that came from the broker is never sent back to the very same topic there.
+            own = f"mqtt:{message.topic}"
+            deliveries = tuple(d for d in deliveries if d.target != own)
+        return deliveries
+
+    def _offer_qos0(self, message: Message, deliveries: tuple[Delivery, ...]) -> None:
         for delivery in deliveries:
             if delivery.qos == 0:
                 self._count_routed(delivery)
@@ -112,12 +138,6 @@ class Router:
                 if not lane.offer(message, delivery.routes[0]):
                     self.on_dropped(delivery.routes[0], "queue_full")
                 lane.wake.set()
-        durable = [d for d in deliveries if d.qos == 1]
-        if durable:
-            await self.queue.aput_many([(d.target, message) for d in durable])
-            for delivery in durable:
-                self._count_routed(delivery)
-                self._lane(delivery.target).wake.set()
 
     def _count_routed(self, delivery: Delivery) -> None:
         for route in delivery.routes:
@@ -160,6 +180,35 @@ class Router:
         else:
             raise ValueError(f"unknown target {target!r}")
 
+    def send_burst(self, target: str, memory: collections.deque[tuple[Message, str]], counts: dict[str, int]
+                   ) -> bool:  # fmt: skip
+        """Publish every QoS 0 delivery waiting in ``memory`` to a broker target at once, waking the MQTT
+        client's network thread once for all of them (counted in ``counts``). False, leaving ``memory`` as it
+        is, for a target that needs an await (a function): the caller sends those one by one with ``send``."""
+        kind, _, rest = target.partition(":")
+        if kind == "mqtt":
+            link = self.mqtt_out
+        elif kind == "cloud":
+            link = self.cloud_out
+        else:
+            return False
+        with contextlib.ExitStack() as stack:
+            if link is not None:
+                stack.enter_context(link.burst())
+            while memory:
+                message, route = memory.popleft()
+                try:
+                    if link is None:
+                        raise NotFound(f"no broker for target {target!r}")
+                    topic = rest if kind == "mqtt" else self.cloud_topic(message.topic)
+                    link.publish_nowait(topic, message.payload)
+                    counts["delivered"] += 1
+                except Exception as exc:
+                    counts["failed"] += 1
+                    self.on_dropped(route, "delivery_failed")
+                    log.debug("QoS 0 delivery to %s failed: %s", target, exc)
+        return True
+
     def cloud_topic(self, topic: str) -> str:
         """The upstream topic of a message: ``topic_prefix/topic`` (just ``topic`` without a prefix)."""
         if not self.cloud_topic_prefix:
@@ -194,13 +243,25 @@ class _Lane:
 
     async def _run(self) -> None:
         queue = self.router.queue
+        loop = asyncio.get_running_loop()
+        # The durable queue of this target was empty (or its head in backoff until ``idle_until``) at queue
+        # version ``idle_version``: until the queue changes or that time comes there is nothing to lease, so
+        # QoS 0 messages go out without a lease (a thread hop and a SELECT) each.
+        idle_version, idle_until = -1, 0.0
         while True:
             self.wake.clear()  # before looking, so a publish that lands meanwhile is not missed
-            batch, wait = await queue.alease(self.target, self.router.lease_batch)
-            if batch:
-                await self._deliver_durable(batch)
-                continue
+            if queue.version != idle_version or loop.time() >= idle_until:
+                version = queue.version  # read before the lease: a write committed after it shows as a change
+                batch, wait = await queue.alease(self.target, self.router.lease_batch)
+                if batch:
+                    idle_version = -1
+                    await self._deliver_durable(batch)
+                    continue
+                idle_version = version
+                idle_until = math.inf if wait is None else loop.time() + wait
             if self.memory:
+                if self.router.send_burst(self.target, self.memory, self.counts):
+                    continue  # QoS 0 to a broker: paho's publish does not block, no task needed
                 message, route = self.memory.popleft()
                 # QoS 0 deliveries are pipelined: each starts in order (a function's queue and the broker keep
                 # that order), up to WINDOW in flight, instead of waiting for the previous one to finish.
@@ -209,8 +270,11 @@ class _Lane:
                 self.inflight.add(task)
                 task.add_done_callback(self.inflight.discard)
                 continue
+            if idle_until == math.inf:
+                await self.wake.wait()
+                continue
             try:
-                await asyncio.wait_for(self.wake.wait(), wait)
+                await asyncio.wait_for(self.wake.wait(), max(0.0, idle_until - loop.time()))
             except TimeoutError:
                 pass  # the head message's backoff is over
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from edgefc.errors import EdgefcError, FunctionError
 from edgefc.sandbox.base import ExitStatus, Instance
-from edgefc.worker.protocol import encode, read_frame
+from edgefc.worker.protocol import ProtocolError, encode, take_frames
 
 log = logging.getLogger("edgefc.instance")
 
@@ -44,6 +44,13 @@ class Runner:
         self._on_call = on_call
         self._writer: asyncio.StreamWriter | None = None
         self._pending: dict[str, asyncio.Future[bytes]] = {}
+        # One timer per instance, armed for the earliest deadline of the events in flight (a timer per event
+        # costs more than the event): (deadline, timeout) by request id, in the order the events were sent.
+        self._deadlines: dict[str, tuple[float, float]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._out: list[bytes] | None = None  # frames written in this loop iteration, sent together
+        self._loop = asyncio.get_running_loop()
         self._callbacks: dict[int, asyncio.Future[Any]] = {}
         self._next_cid = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -88,6 +95,10 @@ class Runner:
             if not cfut.done():
                 cfut.set_exception(error)
         self._callbacks.clear()
+        self._deadlines.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for task in self._tasks:
             task.cancel()
         if self._writer is not None:
@@ -108,39 +119,47 @@ class Runner:
         return FunctionError("Unhandled", f"instance {self.id} ended unexpectedly ({how})")
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
+        buf = bytearray()
         try:
             while True:
-                frame = await read_frame(reader)
-                t = frame["t"]
-                if t == "result":
-                    fut = self._pending.pop(frame["id"], None)
-                    if fut is not None and not fut.done():
-                        fut.set_result(frame.get("payload") or b"")
-                elif t == "error":
-                    fut = self._pending.pop(frame["id"], None)
-                    if fut is not None and not fut.done():
-                        e = frame.get("error") or {}
-                        fut.set_exception(FunctionError(e.get("type", "Handled"), e.get("message", ""), e.get("stack")))
-                elif t == "log":
-                    self._on_log(self.id, frame)
-                elif t == "callback_reply":
-                    cfut = self._callbacks.pop(frame.get("cid", -1), None)
-                    if cfut is not None and not cfut.done():
-                        cfut.set_result(frame)
-                elif t == "call":
-                    task = asyncio.create_task(self._serve_call(frame), name=f"call-{self.id}")
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
-                elif t == "ready":
-                    self.state = InstanceState.READY
-                    if not self.ready.done():
-                        self.ready.set_result(None)
-                elif t == "init_error":
-                    e = frame.get("error") or {}
-                    if not self.ready.done():
-                        self.ready.set_exception(FunctionError("InitError", e.get("message", ""), e.get("stack")))
-        except (EOFError, OSError, ValueError):
+                chunk = await reader.read(262144)
+                if not chunk:
+                    return
+                buf += chunk
+                for frame in take_frames(buf):
+                    self._on_frame(frame)
+        except (EOFError, OSError, ValueError, ProtocolError):
             pass  # the process is ending; run() reports how
+
+    def _on_frame(self, frame: dict[str, Any]) -> None:
+        t = frame["t"]
+        if t == "result":
+            fut = self._pending.pop(frame["id"], None)
+            if fut is not None and not fut.done():
+                fut.set_result(frame.get("payload") or b"")
+        elif t == "error":
+            fut = self._pending.pop(frame["id"], None)
+            if fut is not None and not fut.done():
+                e = frame.get("error") or {}
+                fut.set_exception(FunctionError(e.get("type", "Handled"), e.get("message", ""), e.get("stack")))
+        elif t == "log":
+            self._on_log(self.id, frame)
+        elif t == "callback_reply":
+            cfut = self._callbacks.pop(frame.get("cid", -1), None)
+            if cfut is not None and not cfut.done():
+                cfut.set_result(frame)
+        elif t == "call":
+            task = asyncio.create_task(self._serve_call(frame), name=f"call-{self.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        elif t == "ready":
+            self.state = InstanceState.READY
+            if not self.ready.done():
+                self.ready.set_result(None)
+        elif t == "init_error":
+            e = frame.get("error") or {}
+            if not self.ready.done():
+                self.ready.set_exception(FunctionError("InitError", e.get("message", ""), e.get("stack")))
 
     async def _serve_call(self, frame: dict[str, Any]) -> None:
         try:
@@ -151,24 +170,58 @@ class Runner:
         except Exception as exc:  # noqa: BLE001 — an SDK call must get an answer whatever happens
             log.exception("SDK call %s failed", frame.get("op"))
             reply = {"t": "reply", "cid": frame["cid"], "ok": False, "error": {"type": "InternalError", "message": str(exc)}}
-        if self._writer is not None and not self._writer.is_closing():
-            self._writer.write(encode(reply))
+        self._send(encode(reply))
+
+    def _send(self, data: bytes) -> None:
+        """Queue a frame for the worker; the frames of one loop iteration go out in one write, in order."""
+        out = self._out
+        if out is None:
+            self._out = [data]
+            self._loop.call_soon(self._flush)
+        else:
+            out.append(data)
+
+    def _flush(self) -> None:
+        out, self._out = self._out, None
+        writer = self._writer
+        if out and writer is not None and not writer.is_closing():
+            with contextlib.suppress(Exception):  # the connection is going; run() reports how
+                writer.write(out[0] if len(out) == 1 else b"".join(out))
 
     async def invoke(self, request_id: str, payload: bytes, trigger: dict[str, Any], timeout: float) -> bytes:
         """Run one event; raises FunctionError (Handled, Timeout, OutOfMemory, Unhandled)."""
         if self.state is not InstanceState.READY or self._writer is None:
             raise self.failure() if self.exit else FunctionError("Unhandled", f"instance {self.id} is not ready")
-        fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        fut: asyncio.Future[bytes] = loop.create_future()
         self._pending[request_id] = fut
-        self._writer.write(
-            encode({"t": "invoke", "id": request_id, "payload": payload, "deadline_ms": int(timeout * 1000), "trigger": trigger})
-        )
-        handle = asyncio.get_running_loop().call_later(timeout, self._deadline, request_id, timeout)
+        self._send(encode({"t": "invoke", "id": request_id, "payload": payload, "deadline_ms": int(timeout * 1000), "trigger": trigger}))
+        deadline = loop.time() + timeout
+        self._deadlines[request_id] = (deadline, timeout)
+        if self._timer is None or deadline < self._timer_at:
+            self._arm(deadline)
         try:
             return await fut
         finally:
-            handle.cancel()
+            self._deadlines.pop(request_id, None)
             self._pending.pop(request_id, None)
+
+    def _arm(self, when: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self._loop.call_at(when, self._expire)
+
+    def _expire(self) -> None:
+        """The timer is due: fail every event past its deadline, re-arm for the earliest one left."""
+        self._timer = None
+        now = self._loop.time()
+        expired = [(rid, timeout) for rid, (deadline, timeout) in self._deadlines.items() if deadline <= now]
+        for rid, timeout in expired:
+            del self._deadlines[rid]
+            self._deadline(rid, timeout)
+        if self._deadlines and self.state is not InstanceState.DEAD:
+            self._arm(min(deadline for deadline, _ in self._deadlines.values()))
 
     async def callback(self, op: str, args: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Ask the instance to run its handler for ``op`` (e.g. a driver's set-properties callback).
@@ -182,7 +235,7 @@ class Runner:
         cid = self._next_cid
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._callbacks[cid] = fut
-        self._writer.write(encode({"t": "callback", "cid": cid, "op": op, "args": args}))
+        self._send(encode({"t": "callback", "cid": cid, "op": op, "args": args}))
         try:
             return await asyncio.wait_for(fut, timeout)  # type: ignore[no-any-return]
         finally:
@@ -205,8 +258,7 @@ class Runner:
         self.state = InstanceState.STOPPING
         self.exit_reason = self.exit_reason or "stopped"
         if self._writer is not None and not self._writer.is_closing():
-            with contextlib.suppress(Exception):
-                self._writer.write(encode({"t": "stop"}))
+            self._send(encode({"t": "stop"}))
         try:
             await asyncio.wait_for(asyncio.shield(self.ended), grace)
         except TimeoutError:

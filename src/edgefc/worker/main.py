@@ -16,12 +16,14 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from queue import SimpleQueue
 from typing import Any
 
 from edgefc.worker import output
 from edgefc.worker.context import Context, FunctionInfo, TriggerInfo
-from edgefc.worker.protocol import encode, recv_frame
+from edgefc.worker.protocol import FrameReader, encode, recv_frame
 
 _ENV_KEYS = ("EDGEFC_WORKER_SOCKET", "EDGEFC_WORKER_INSTANCE", "EDGEFC_WORKER_KEY", "EDGEFC_WORKER_CODE")
 
@@ -39,6 +41,7 @@ class Connection:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        self.reader = FrameReader(sock)
         self._send_lock = threading.Lock()
         self._calls: dict[int, Future[Any]] = {}
         self._next_cid = 0
@@ -67,7 +70,7 @@ class Connection:
                     if deadline is not None:
                         self.sock.settimeout(max(0.001, deadline - time.monotonic()))
                     try:
-                        self.dispatch(recv_frame(self.sock))
+                        self.dispatch(self.reader.next())
                     except TimeoutError:
                         raise TimeoutError(f"no answer from the gateway to {op} within {timeout} s") from None
                     finally:
@@ -90,6 +93,57 @@ class Connection:
                 fut.set_result({"ok": False, "error": {"type": "Unavailable", "message": "gateway connection lost"}})
 
 
+class HandlerPool:
+    """Up to ``size`` handler threads fed from one queue: a lighter hand-off than a ThreadPoolExecutor.
+
+    Threads start when an item finds none idle, so a function with ``max_concurrency`` 8 that never sees two
+    events at once keeps one thread.
+    """
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = max(1, size)
+        self._name = name
+        self._queue: SimpleQueue[tuple[Callable[[Any], None], Any] | None] = SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[[Any], None], arg: Any) -> None:
+        with self._lock:
+            if self._idle:
+                self._idle -= 1  # reserved for this item
+                start = False
+            else:
+                start = len(self._threads) < self._size
+                if start:
+                    thread = threading.Thread(target=self._run, name=f"{self._name}_{len(self._threads)}", daemon=True)
+                    self._threads.append(thread)
+        self._queue.put((fn, arg))
+        if start:
+            thread.start()
+
+    def _run(self) -> None:
+        get = self._queue.get
+        while True:
+            item = get()
+            if item is None:
+                return
+            fn, arg = item
+            try:
+                fn(arg)
+            except BaseException:  # noqa: BLE001 — Worker.invoke reports failures itself; the thread must live on
+                pass
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self) -> None:
+        """Let queued items finish, then end every thread."""
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join()
+
+
 class Worker:
     def __init__(self, conn: Connection, init: dict[str, Any]) -> None:
         self.conn = conn
@@ -103,7 +157,7 @@ class Worker:
             initializer=f.get("initializer"),
         )
         self.config = init.get("config")
-        self.pool = ThreadPoolExecutor(max_workers=int(init.get("max_concurrency", 1)), thread_name_prefix="edgefc-h")
+        self.pool = HandlerPool(int(init.get("max_concurrency", 1)), "edgefc-h")
         # Requests the gateway makes of this instance (a driver's get/set/service callbacks) run on their own pool,
         # so a driver whose handler loops forever still answers them.
         self.callback_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="edgefc-cb")
@@ -265,9 +319,10 @@ def run(socket_path: str, instance_id: str, key: str, code_dir: str) -> int:
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 
     try:
-        while not worker.stopping and worker.dispatch(recv_frame(sock)):
+        next_frame = conn.reader.next
+        while not worker.stopping and worker.dispatch(next_frame()):
             pass
-        worker.pool.shutdown(wait=True)
+        worker.pool.shutdown()
         return 0
     except (EOFError, OSError):
         conn.fail_all()

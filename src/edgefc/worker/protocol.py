@@ -44,11 +44,51 @@ def encode(frame: dict[str, Any]) -> bytes:
     return HEADER.pack(len(body)) + body
 
 
-def decode(body: bytes) -> dict[str, Any]:
+def decode(body: bytes | bytearray) -> dict[str, Any]:
     frame = msgpack.unpackb(body, raw=False)
     if not isinstance(frame, dict) or "t" not in frame:
         raise ProtocolError("frame is not a map with a 't' key")
     return frame
+
+
+def take_frames(buf: bytearray) -> list[dict[str, Any]]:
+    """Remove every complete frame from the front of ``buf`` and return them decoded (a partial one stays)."""
+    frames: list[dict[str, Any]] = []
+    pos, end = 0, len(buf)
+    unpack_from = HEADER.unpack_from
+    while end - pos >= 4:
+        (length,) = unpack_from(buf, pos)
+        if length > MAX_FRAME:
+            raise ProtocolError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+        stop = pos + 4 + length
+        if stop > end:
+            break
+        frames.append(decode(buf[pos + 4 : stop]))
+        pos = stop
+    if pos:
+        del buf[:pos]
+    return frames
+
+
+class FrameReader:
+    """Buffered frames from a blocking socket (the worker side): one ``recv`` brings in every frame waiting."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._buf = bytearray()
+        self._chunk = memoryview(bytearray(65536))  # recv_into it: no allocation per read
+        self._ready: list[dict[str, Any]] = []
+
+    def next(self) -> dict[str, Any]:
+        """The next frame; blocks (honouring the socket's timeout) until one is complete; EOFError at the end."""
+        while not self._ready:
+            n = self.sock.recv_into(self._chunk)
+            if not n:
+                raise EOFError("peer closed the connection")
+            self._buf += self._chunk[:n]
+            self._ready = take_frames(self._buf)
+            self._ready.reverse()
+        return self._ready.pop()
 
 
 def recv_exact(sock: socket.socket, n: int) -> bytes:
