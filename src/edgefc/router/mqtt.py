@@ -234,6 +234,9 @@ class MqttLink:
         paho writes a byte to its wake-up socket on every publish from another thread (a syscall, and a wakeup
         of the network thread for each message); its network thread never writes to that socket itself.
         """
+        if not hasattr(self._client, "_sockpairW"):  # a paho without that private: one wake-up per publish, still correct
+            yield
+            return
         with self._wake_lock:
             client = self._client
             wake, client._sockpairW = client._sockpairW, None
