@@ -9,9 +9,9 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
 from edgefc.config.fields import NAME_RE, Name, describe, require_str
+from edgefc.router.topics import validate_filter, validate_topic
 
 _DEVICE_LEVEL = re.compile(r"[A-Za-z0-9_.:@-]{1,64}|\+")
-MAX_TOPIC_BYTES = 65535
 
 
 class SourceKind(enum.StrEnum):
@@ -34,35 +34,19 @@ class TargetKind(enum.StrEnum):
 
 
 def check_topic_filter(text: str) -> str:
-    """Check an MQTT topic filter: ``+`` and ``#`` only as whole levels, ``#`` only last.
-
-    Raises ValueError naming the offending level.
-    """
-    _check_topic_common(text)
-    levels = text.split("/")
-    for index, level in enumerate(levels):
-        if "#" in level and (level != "#" or index != len(levels) - 1):
-            raise ValueError(f"topic filter {text!r}: '#' must be a whole level and the last one (e.g. 'a/b/#')")
-        if "+" in level and level != "+":
-            raise ValueError(f"topic filter {text!r}: '+' must be a whole level (e.g. 'a/+/c'), not {level!r}")
+    """Check an MQTT topic filter: ``+`` and ``#`` only as whole levels, ``#`` only last. Raises ValueError."""
+    problem = validate_filter(text)
+    if problem:
+        raise ValueError(f"topic filter {problem}" if problem.startswith("'") else f"topic filter {text!r}: {problem}")
     return text
 
 
 def check_topic_name(text: str) -> str:
     """Check a concrete MQTT topic (no wildcards). Raises ValueError."""
-    _check_topic_common(text)
-    if "+" in text or "#" in text:
-        raise ValueError(f"topic {text!r}: a target topic cannot contain the wildcards '+' or '#'")
+    problem = validate_topic(text)
+    if problem:
+        raise ValueError(f"topic {problem}" if problem.startswith("'") else f"topic {text!r}: {problem}")
     return text
-
-
-def _check_topic_common(text: str) -> None:
-    if not text:
-        raise ValueError("topic must not be empty (use '#' for every topic)")
-    if "\x00" in text:
-        raise ValueError("topic must not contain NUL characters")
-    if len(text.encode()) > MAX_TOPIC_BYTES:
-        raise ValueError(f"topic is longer than {MAX_TOPIC_BYTES} bytes")
 
 
 def _check_source(text: str) -> str:
