@@ -25,6 +25,9 @@ system-packages:
 	fi
 
 $(STAMP): pyproject.toml
+	@if ! $(PY) -c "import venv, ensurepip" 2>/dev/null && [ "$$(id -u)" = "0" ]; then \
+	  echo "installing python3-venv"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
+	fi
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
