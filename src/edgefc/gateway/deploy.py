@@ -255,10 +255,7 @@ class Deployer:
                 task = asyncio.create_task(manager.close(drain=True), name=f"drain-{name}")
                 self._draining.add(task)
                 task.add_done_callback(self._draining.discard)
-        for hook in self.on_applied:
-            outcome = hook(prepared)
-            if outcome is not None:
-                await outcome
+        await self._applied(prepared)
         log.info(
             "deployment %s applied: %d started, %d unchanged, %d removed",
             prepared.version, len(fresh), len(kept), len(set(old) - set(prepared.plans)),
@@ -276,11 +273,15 @@ class Deployer:
         self.managers = managers
         self.manifest = prepared.manifest
         self.version = prepared.version
+        await self._applied(prepared)
+        return {"version": prepared.version, "started": sorted(managers), "unchanged": [], "removed": []}
+
+    async def _applied(self, prepared: Prepared) -> None:
+        """Tell the on_applied hooks (routes, timers, devices, stats) about the deployment now running."""
         for hook in self.on_applied:
             outcome = hook(prepared)
             if outcome is not None:
                 await outcome
-        return {"version": prepared.version, "started": sorted(managers), "unchanged": [], "removed": []}
 
     async def _start(self, manager: FunctionManager) -> None:
         if manager.plan.mode == "on_demand":
