@@ -12,15 +12,15 @@ import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from edgefc.config.gateway import GatewayConfig
-from edgefc.config.manifest import FunctionSpec, Isolation, Manifest
+from edgefc.config.manifest import Manifest
 from edgefc.errors import EdgefcError, FunctionError, NotFound, ValidationError
 from edgefc.gateway.deploy import Deployer, Limits, Prepared
 from edgefc.gateway.messaging import Messaging
+from edgefc.gateway.placement import Placement
 from edgefc.gateway.store import StateStore
 from edgefc.observe.entry import LogEntry
 from edgefc.observe.figures import InstanceFigures
@@ -30,19 +30,10 @@ from edgefc.observe.metrics import Metrics
 from edgefc.observe.perf import PerfTracker
 from edgefc.observe.stats import StatsCollector
 from edgefc.package import BundleStore
-from edgefc.sandbox.base import ContainerSpec, Sandbox
-from edgefc.sandbox.process import ProcessSandbox
 from edgefc.supervisor.hub import WorkerHub
 from edgefc.supervisor.manager import FunctionManager, FunctionPlan
 
 log = logging.getLogger("edgefc.gateway")
-
-
-def _port_key(text: str) -> tuple[int, str] | None:
-    from edgefc.sandbox.hostcheck import host_ports
-
-    found = host_ports(ContainerSpec(ports=(text,)))
-    return found[0] if found else None
 
 
 def _socket_path(run_dir: Path) -> Path:
@@ -64,8 +55,7 @@ class Gateway:
         self.token = ""
         self.gateway_id = ""
         self.started_at = time.time()
-        self.sandboxes: dict[str, Sandbox] = {}
-        self.isolation_notes: list[str] = []
+        self.placement: Placement | None = None
         self.store: StateStore | None = None
         self.hub: WorkerHub | None = None
         self.logs: LogStore | None = None
@@ -103,7 +93,9 @@ class Gateway:
         logging.getLogger("edgefc").addHandler(self._log_handler)
         self.hub = WorkerHub(_socket_path(self.run_dir))
         await self.hub.start()
-        await self._open_sandboxes()
+        self.placement = Placement(self.config.isolation.value, self.run_dir, self.data_dir, self.gateway_id)
+        await self.placement.open()
+        placement = self.placement
         limits = Limits(self.config.limits.max_bundle_bytes, self.config.limits.max_bundle_files)
         self.messaging = Messaging(
             self.config, self.data_dir, self.gateway_id, self.metrics,
@@ -111,7 +103,7 @@ class Gateway:
         )  # fmt: skip
         await self.messaging.start()
         self.deployer = Deployer(
-            BundleStore(self.data_dir), limits, make_manager=self._make_manager, resolve_isolation=self._resolve_isolation,
+            BundleStore(self.data_dir), limits, make_manager=self._make_manager, resolve_isolation=placement.resolve,
             extra_checks=lambda m: self._host_problems(m) + self.messaging.check(m),  # type: ignore[union-attr]
         )
         self.deployer.on_applied.append(lambda prepared: self.messaging.apply(prepared.manifest))  # type: ignore[union-attr]
@@ -138,9 +130,8 @@ class Gateway:
             await self.messaging.close()
         if self.deployer is not None:
             await self.deployer.close()
-        for sandbox in self.sandboxes.values():
-            with contextlib.suppress(Exception):
-                await sandbox.close()
+        if self.placement is not None:
+            await self.placement.close()
         if self.hub is not None:
             await self.hub.close()
         if self._log_handler is not None:
@@ -160,77 +151,15 @@ class Gateway:
             f.write(value + "\n")
         return value
 
-    async def _open_sandboxes(self) -> None:
-        process = ProcessSandbox(self.run_dir, gateway_id=self.gateway_id)
-        await process.open()
-        self.sandboxes["process"] = process
-        setting = self.config.isolation.value
-        ok, why = self._container_available()
-        if ok:
-            from edgefc.sandbox.runc import RuncSandbox
-
-            container = RuncSandbox(self.run_dir / "runc", gateway_id=self.gateway_id, data_dir=self.data_dir)
-            await container.open()  # reconciles what an earlier run left, whatever this run's setting
-            if setting == "process":
-                await container.close()
-            else:
-                self.sandboxes["container"] = container
-        elif setting != "process":
-            note = f"containers unavailable ({why}); functions run in the process sandbox"
-            self.isolation_notes.append(note)
-            log.warning("isolation %s: %s", setting, note)
-
-    @staticmethod
-    def _container_available() -> tuple[bool, str]:
-        try:
-            from edgefc.sandbox.runc import RuncSandbox
-        except ImportError as exc:
-            return False, f"container sandbox not installed: {exc}"
-        return RuncSandbox.available()
-
-    def _resolve_isolation(self, fn: FunctionSpec, path: str) -> tuple[str | None, str | None]:
-        wanted = fn.isolation
-        if wanted is Isolation.DEFAULT:
-            setting = self.config.isolation.value
-            if setting == "auto":
-                return ("container" if "container" in self.sandboxes else "process"), None
-            wanted = Isolation(setting)
-        if wanted is Isolation.CONTAINER and "container" not in self.sandboxes:
-            why = self.isolation_notes[0] if self.isolation_notes else "the gateway runs with isolation: process"
-            return None, f"{path}.isolation: container isolation is not available on this gateway: {why}"
-        return wanted.value, None
-
     def _host_problems(self, manifest: Manifest) -> list[str]:
-        """Facts of this host that a manifest must fit: ports free and unique, devices and volumes present."""
-        from edgefc.sandbox.hostcheck import check_container_spec, host_ports
-
-        problems: list[str] = []
+        assert self.placement is not None
         managers = self.deployer.managers if self.deployer else {}
-        ours = {p for m in managers.values() if m.plan.isolation == "container" for p in host_ports(m.plan.container)}
-        seen: dict[tuple[int, str], str] = {}
-        for i, fn in enumerate(manifest.functions):
-            isolation, _ = self._resolve_isolation(fn, f"functions[{i}]")
-            if isolation != "container":
-                if fn.container is not None and isolation == "process":
-                    problems.append(
-                        f"functions[{i}].container: needs container isolation, but this function would run in the "
-                        f"process sandbox ({'; '.join(self.isolation_notes) or 'gateway isolation is process'})"
-                    )
-                continue
-            spec = fn.container_spec()
-            checkable = replace(spec, ports=tuple(p for p in spec.ports if _port_key(p) not in ours))
-            problems += check_container_spec(checkable, path=f"functions[{i}].container", data_dir=self.data_dir)
-            for port in host_ports(spec):
-                if port in seen:
-                    problems.append(
-                        f"functions[{i}].container.ports: host port {port[0]}/{port[1]} is also mapped by function {seen[port]!r}"
-                    )
-                seen.setdefault(port, fn.name)
-        return problems
+        return self.placement.host_problems(manifest, (m.plan for m in managers.values()))
 
     def _make_manager(self, plan: FunctionPlan) -> FunctionManager:
-        assert self.hub is not None
-        return FunctionManager(plan, sandbox=self.sandboxes[plan.isolation], hub=self.hub, hooks=self, socket_path=self.hub.socket_path)
+        assert self.hub is not None and self.placement is not None
+        return FunctionManager(plan, sandbox=self.placement.sandboxes[plan.isolation], hub=self.hub, hooks=self,
+                               socket_path=self.hub.socket_path)  # fmt: skip
 
     async def _restore(self) -> None:
         assert self.store is not None and self.deployer is not None
