@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hmac
 import logging
 from typing import Any
@@ -14,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from edgefc import __version__
-from edgefc.api import deployment, functions
+from edgefc.api import deployment, devices, functions, messages, observe
 from edgefc.api.fastpath import InvokeFastPath
 from edgefc.errors import BadRequest, EdgefcError, FunctionError, PayloadTooLarge, Unauthorized
 
@@ -94,10 +93,8 @@ def create_app(gateway: Any) -> FastAPI:
 
     app.include_router(deployment.router)
     app.include_router(functions.router)
-    for module_name in ("observe", "messages", "devices"):
-        module = _optional_router(module_name)
-        if module is not None:
-            app.include_router(module)
+    for module in (observe, messages, devices):
+        app.include_router(module.router)
     app.add_middleware(TokenAndSizeGuard, token=gateway.token, max_body=gateway.config.limits.max_body_bytes)
     return app
 
@@ -112,15 +109,3 @@ def create_server_app(gateway: Any) -> ASGIApp:
     fast = InvokeFastPath(app, gateway=gateway)
     return TokenAndSizeGuard(fast, token=gateway.token, max_body=gateway.config.limits.max_body_bytes)
 
-
-def _optional_router(name: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(f"edgefc.api.{name}").router
-    except ImportError:
-        return None
-
-
-def b64(data: bytes | None) -> str | None:
-    return base64.b64encode(data).decode() if data is not None else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import sys
 from pathlib import Path
@@ -204,23 +203,15 @@ def init(name: str, directory: Path, mode: str) -> None:
     click.echo(f"next: edgefc deploy {directory / 'deployment.yaml'} && edgefc invoke {name} --data '{{\"name\":\"edge\"}}'")
 
 
-def _register_optional() -> None:
-    """Commands contributed by other modules of the CLI (logs, top, publish, queues, devices)."""
-    for module_name, attrs in (
-        ("logs", ("logs",)), ("top", ("top",)), ("publish", ("publish",)),
-        ("queues", ("queues", "deadletters")), ("devices", ("devices",)), ("cloud", ("cloud",)),
-    ):  # fmt: skip
-        try:
-            module = importlib.import_module(f"edgefc.cli.{module_name}")
-        except ImportError:
-            continue
-        for attr in attrs:
-            command = getattr(module, attr, None)
-            if isinstance(command, click.Command):
-                cli.add_command(command)
+def _register() -> None:
+    """Commands defined in their own modules of the CLI."""
+    from edgefc.cli import devices, logs, publish, queues, top
+
+    for command in (logs.logs, top.top, publish.publish, queues.queues, queues.deadletters, devices.devices):
+        cli.add_command(command)
 
 
-_register_optional()
+_register()
 
 
 def main() -> None:

@@ -17,7 +17,7 @@ from typing import Any
 
 from edgefc.config.gateway import GatewayConfig
 from edgefc.config.manifest import Manifest
-from edgefc.errors import EdgefcError, FunctionError, NotFound, ValidationError
+from edgefc.errors import Conflict, EdgefcError, FunctionError, NotFound, ValidationError
 from edgefc.gateway.deploy import Deployer, Limits, Prepared
 from edgefc.gateway.messaging import Messaging
 from edgefc.gateway.placement import Placement
@@ -202,7 +202,7 @@ class Gateway:
         async with self.deployer.lock:
             previous = await asyncio.to_thread(self.store.previous)
             if previous is None:
-                raise Deployer.no_previous()
+                raise Conflict("there is no previous deployment to roll back to")
             prepared = await asyncio.to_thread(self.deployer.prepare, previous["manifest"], {}, stored=previous["bundles"])
             return await self._apply(prepared)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from edgefc.config.load import check_function_code, parse_manifest
 from edgefc.config.manifest import FunctionSpec, Manifest
-from edgefc.errors import Conflict, DeployFailed, FunctionError, ValidationError
+from edgefc.errors import DeployFailed, FunctionError, ValidationError
 from edgefc.package import BundleStore, check_zip, zip_directory
 from edgefc.supervisor.manager import FunctionManager, FunctionPlan
 
@@ -295,7 +295,3 @@ class Deployer:
 
     def manager(self, name: str) -> FunctionManager | None:
         return self.managers.get(name)
-
-    @staticmethod
-    def no_previous() -> Conflict:
-        return Conflict("there is no previous deployment to roll back to")

@@ -108,9 +108,6 @@ def serve(ctrl: socket.socket) -> None:
         _reap(ctrl)
 
 
-_children: set[int] = set()
-
-
 def _reap(ctrl: socket.socket) -> None:
     while True:
         try:
