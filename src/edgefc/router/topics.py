@@ -9,8 +9,8 @@ from __future__ import annotations
 MAX_TOPIC_BYTES = 65535
 
 
-def validate_topic(text: str) -> str | None:
-    """The problem with a topic *name* (what a message is published on), or None when it is valid."""
+def _basic_problem(text: str) -> str | None:
+    """What names and filters must both be: a non-empty string of at most 65535 bytes without NUL."""
     if not isinstance(text, str):
         return f"must be a string, got {type(text).__name__}"
     if not text:
@@ -19,6 +19,14 @@ def validate_topic(text: str) -> str | None:
         return f"longer than {MAX_TOPIC_BYTES} bytes"
     if "\x00" in text:
         return "must not contain NUL"
+    return None
+
+
+def validate_topic(text: str) -> str | None:
+    """The problem with a topic *name* (what a message is published on), or None when it is valid."""
+    problem = _basic_problem(text)
+    if problem:
+        return problem
     if "+" in text or "#" in text:
         return f"'{text}' contains a wildcard (+ or #); a topic to publish on must not"
     return None
@@ -26,14 +34,9 @@ def validate_topic(text: str) -> str | None:
 
 def validate_filter(text: str) -> str | None:
     """The problem with a topic *filter* (what a route or subscription matches), or None when it is valid."""
-    if not isinstance(text, str):
-        return f"must be a string, got {type(text).__name__}"
-    if not text:
-        return "must not be empty"
-    if len(text.encode("utf-8")) > MAX_TOPIC_BYTES:
-        return f"longer than {MAX_TOPIC_BYTES} bytes"
-    if "\x00" in text:
-        return "must not contain NUL"
+    problem = _basic_problem(text)
+    if problem:
+        return problem
     levels = text.split("/")
     for index, level in enumerate(levels):
         if "#" in level and (level != "#" or index != len(levels) - 1):
