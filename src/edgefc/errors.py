@@ -66,6 +66,23 @@ class NotFound(EdgefcError):
     type = "NotFound"
 
 
+class MethodNotAllowed(EdgefcError):
+    """Raised by the API for a known path asked with a method it does not serve."""
+
+    http_status = 405
+    type = "MethodNotAllowed"
+
+
+class HTTPError(EdgefcError):
+    """Raised by the API for any other HTTP-level refusal; ``status`` is its HTTP status."""
+
+    type = "HTTPError"
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.http_status = status  # type: ignore[misc]  # per-instance status
+
+
 class Conflict(EdgefcError):
     """Raised when an operation cannot run in the current state (no previous deployment to roll back to)."""
 
@@ -118,13 +135,6 @@ class SandboxError(EdgefcError):
     """Raised by a sandbox when it cannot start an instance (fork server gone, cgroup not writable, runc error)."""
 
     type = "SandboxError"
-
-
-class IsolationUnavailable(EdgefcError):
-    """Raised when a function asks for an isolation this gateway cannot provide (``container`` without runc)."""
-
-    http_status = 422
-    type = "IsolationUnavailable"
 
 
 class QueueFull(EdgefcError):

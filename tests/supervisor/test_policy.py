@@ -93,3 +93,16 @@ def test_reset_forgets_failures() -> None:
     policy.reset()
     decision = policy.on_exit(QUICK)
     assert decision.delay == 0.0 and not decision.crash_loop and not decision.give_up
+
+
+def test_by_default_it_never_gives_up_and_waits_at_most_a_minute() -> None:
+    policy = RestartPolicy(rng=random.Random(3))
+    decisions = [policy.on_exit(QUICK) for _ in range(500)]
+    assert not any(d.give_up for d in decisions)
+    assert max(d.delay for d in decisions) <= 60.0
+    assert decisions[-1].delay >= 60.0 * 0.8 and decisions[-1].crash_loop
+
+
+def test_the_cap_is_configurable() -> None:
+    policy = RestartPolicy(cap=5.0, jitter=0.0)
+    assert fails(policy, 40)[-1] == 5.0

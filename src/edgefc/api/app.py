@@ -1,30 +1,25 @@
-"""The gateway's HTTP API (CONTRACT §4): one FastAPI app, errors mapped in one place, a bearer token on all but /healthz."""
+"""The gateway's HTTP API (CONTRACT §4): one FastAPI app, errors rendered in one place, a bearer token on all but /healthz."""
 
 from __future__ import annotations
 
 import hmac
-import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from edgefc import __version__
-from edgefc.api import deployment, devices, functions, messages, observe
-from edgefc.api.fastpath import InvokeFastPath
-from edgefc.errors import BadRequest, EdgefcError, FunctionError, PayloadTooLarge, Unauthorized
+from edgefc.api import deployment, devices, functions, invoke, messages, observe
+from edgefc.api.errors import error_response, from_http, send_error, unexpected
+from edgefc.errors import BadRequest, EdgefcError, PayloadTooLarge, Unauthorized
 
-log = logging.getLogger("edgefc.api")
+if TYPE_CHECKING:
+    from edgefc.gateway.core import Gateway
 
 OPEN_PATHS = frozenset({"/healthz"})
-
-
-def error_response(exc: EdgefcError) -> JSONResponse:
-    headers = {"X-Edgefc-Error-Type": exc.type} if isinstance(exc, FunctionError) else None
-    return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status, headers=headers)
 
 
 class TokenAndSizeGuard:
@@ -49,18 +44,16 @@ class TokenAndSizeGuard:
                     length = v
             if not hmac.compare_digest(auth, self.token):
                 what = "missing" if not auth else "wrong"
-                await error_response(Unauthorized(f"{what} bearer token (see <data_dir>/admin.token)"))(scope, receive, send)
+                await send_error(Unauthorized(f"{what} bearer token (see <data_dir>/admin.token)"), send)
                 return
             if length is not None and length.isdigit() and int(length) > self.max_body:
-                await error_response(PayloadTooLarge(f"request body of {int(length)} bytes exceeds the cap of {self.max_body}"))(
-                    scope, receive, send
-                )
+                await send_error(PayloadTooLarge(f"request body of {int(length)} bytes exceeds the cap of {self.max_body}"), send)
                 return
         await self.app(scope, receive, send)
 
 
-def create_app(gateway: Any) -> FastAPI:
-    """The API of one gateway (``gateway`` is an edgefc.gateway.core.Gateway)."""
+def create_app(gateway: Gateway) -> FastAPI:
+    """The routed part of the API (every path but invoke, which :func:`create_server_app` puts in front)."""
     app = FastAPI(title="edgefc gateway", version=__version__, docs_url=None, redoc_url=None)
     app.state.gateway = gateway
 
@@ -78,34 +71,46 @@ def create_app(gateway: Any) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        kind = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
-        return JSONResponse({"error": {"type": kind, "message": str(exc.detail)}}, status_code=exc.status_code)
+        return error_response(from_http(exc.status_code, str(exc.detail)))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unexpected error serving %s %s", request.method, request.url.path)
-        return JSONResponse({"error": {"type": "InternalError", "message": str(exc)}}, status_code=500)
+        return error_response(unexpected(exc, f"{request.method} {request.url.path}"))
 
     @app.get("/healthz", tags=["gateway"])
     async def healthz() -> dict[str, Any]:
         """Liveness; needs no token."""
         return {"status": "ok", "version": __version__}
 
-    app.include_router(deployment.router)
-    app.include_router(functions.router)
-    for module in (observe, messages, devices):
+    for module in (deployment, functions, observe, messages, devices):
         app.include_router(module.router)
-    app.add_middleware(TokenAndSizeGuard, token=gateway.token, max_body=gateway.config.limits.max_body_bytes)
+    _document_invoke(app)
     return app
 
 
-def create_server_app(gateway: Any) -> ASGIApp:
-    """What the server runs: the token guard, then the invoke fast path, then the FastAPI app.
+def _document_invoke(app: FastAPI) -> None:
+    """Put the invoke route (served in front of FastAPI) into the app's /openapi.json, after the functions paths."""
+    build = app.openapi
 
-    The fast path sits outside FastAPI's own middleware stack, so a warm invoke pays for two small ASGI layers
-    only; every other path goes on to FastAPI (whose own guard checks the token again, cheaply).
-    """
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = build()
+            paths: dict[str, Any] = {}
+            for path, item in schema["paths"].items():
+                paths[path] = item
+                if path == "/v1/functions/{name}":
+                    paths[invoke.PATH] = {"post": invoke.OPERATION}
+            paths.setdefault(invoke.PATH, {"post": invoke.OPERATION})
+            schema["paths"] = paths
+            schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = invoke.ERROR_SCHEMA
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def create_server_app(gateway: Gateway) -> ASGIApp:
+    """What the server runs: the token guard, then the invoke route, then the FastAPI app."""
     app = create_app(gateway)
-    fast = InvokeFastPath(app, gateway=gateway)
-    return TokenAndSizeGuard(fast, token=gateway.token, max_body=gateway.config.limits.max_body_bytes)
-
+    return TokenAndSizeGuard(invoke.InvokeRoute(app, gateway=gateway), token=gateway.token,
+                             max_body=gateway.config.limits.max_body_bytes)  # fmt: skip

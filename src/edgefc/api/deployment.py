@@ -10,6 +10,7 @@ from starlette.datastructures import UploadFile
 from starlette.types import Message, Receive
 
 from edgefc.api.body import read_body
+from edgefc.api.state import gateway_of
 from edgefc.errors import BadRequest, PayloadTooLarge, ValidationError
 from edgefc.gateway.deploy import Limits, split_folder_zip
 
@@ -77,7 +78,7 @@ async def _multipart(request: Request, max_body: int) -> tuple[str, dict[str, by
 @router.put("/v1/deployment", openapi_extra=DEPLOY_BODY, status_code=200)
 async def put_deployment(request: Request) -> dict[str, Any]:
     """Apply a deployment: everything is validated first; on any problem nothing changes."""
-    gateway = request.app.state.gateway
+    gateway = gateway_of(request)
     limits = gateway.config.limits
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "multipart/form-data":
@@ -89,18 +90,18 @@ async def put_deployment(request: Request) -> dict[str, Any]:
         )
     else:
         raise BadRequest(f"Content-Type must be multipart/form-data or application/zip, got {ctype or 'none'!r}")
-    result = await gateway.deploy(manifest_text, uploads)
+    result = await gateway.deployments.deploy(manifest_text, uploads)
     return {"status": "applied", **result}
 
 
 @router.get("/v1/deployment")
 async def get_deployment(request: Request) -> dict[str, Any]:
     """The applied deployment: version, manifest, apply status, previous version."""
-    return await request.app.state.gateway.deployment_info()  # type: ignore[no-any-return]
+    return await gateway_of(request).deployments.info()
 
 
 @router.post("/v1/deployment/rollback")
 async def rollback(request: Request) -> dict[str, Any]:
     """Apply the previous deployment again."""
-    result = await request.app.state.gateway.rollback()
+    result = await gateway_of(request).deployments.rollback()
     return {"status": "applied", **result}

@@ -13,7 +13,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from edgefc.api.body import read_body
-from edgefc.errors import BadRequest, Unavailable
+from edgefc.api.state import gateway_of
+from edgefc.devices.service import DeviceService
+from edgefc.errors import BadRequest
 
 router = APIRouter(tags=["devices"])
 
@@ -22,15 +24,12 @@ _JSON_BODY = {
 }
 
 
-def _service(request: Request) -> Any:
-    devices = request.app.state.gateway.devices
-    if devices is None:
-        raise Unavailable("the gateway is starting")
-    return devices
+def _service(request: Request) -> DeviceService:
+    return gateway_of(request).devices
 
 
 async def _object(request: Request, *, required: bool) -> dict[str, Any]:
-    body = await read_body(request, request.app.state.gateway.config.limits.max_body_bytes)
+    body = await read_body(request, gateway_of(request).config.limits.max_body_bytes)
     if not body.strip():
         if required:
             raise BadRequest("the body must be a JSON object of properties")
@@ -56,13 +55,13 @@ def _timeout(value: str | None) -> float | None:
 @router.get("/v1/devices")
 async def list_devices(request: Request) -> list[dict[str, Any]]:
     """Every device of the applied deployment: driver, online state, tags, last seen, last properties."""
-    return _service(request).list_all()  # type: ignore[no-any-return]
+    return _service(request).list_all()
 
 
 @router.get("/v1/devices/{product_key}/{device_name}")
 async def get_device(product_key: str, device_name: str, request: Request) -> dict[str, Any]:
     """One device. Raises NotFound."""
-    return _service(request).show(product_key, device_name)  # type: ignore[no-any-return]
+    return _service(request).show(product_key, device_name)
 
 
 @router.get("/v1/devices/{product_key}/{device_name}/properties")
@@ -70,7 +69,7 @@ async def get_properties(product_key: str, device_name: str, request: Request, k
                          timeout: str | None = None) -> dict[str, Any]:  # fmt: skip
     """Current values from the driver (``?keys=a,b``; all the driver offers without)."""
     names = [k.strip() for k in keys.split(",") if k.strip()]
-    return await _service(request).get_properties(product_key, device_name, names, _timeout(timeout))  # type: ignore[no-any-return]
+    return await _service(request).get_properties(product_key, device_name, names, _timeout(timeout))
 
 
 @router.post("/v1/devices/{product_key}/{device_name}/properties", openapi_extra=_JSON_BODY)
@@ -80,7 +79,7 @@ async def set_properties(product_key: str, device_name: str, request: Request,
     service = _service(request)
     service.show(product_key, device_name)  # 404 before reading a body for nothing
     properties = await _object(request, required=True)
-    return await service.set_properties(product_key, device_name, properties, _timeout(timeout))  # type: ignore[no-any-return]
+    return await service.set_properties(product_key, device_name, properties, _timeout(timeout))
 
 
 @router.post("/v1/devices/{product_key}/{device_name}/services/{name}", openapi_extra=_JSON_BODY)
@@ -90,4 +89,4 @@ async def call_service(product_key: str, device_name: str, name: str, request: R
     service = _service(request)
     service.show(product_key, device_name)
     args = await _object(request, required=False)
-    return await service.call_service(product_key, device_name, name, args, _timeout(timeout))  # type: ignore[no-any-return]
+    return await service.call_service(product_key, device_name, name, args, _timeout(timeout))

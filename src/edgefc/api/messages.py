@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 import pydantic
 from fastapi import APIRouter, Path, Request, Response
 
+from edgefc.api.body import read_body
+from edgefc.api.state import gateway_of
 from edgefc.errors import BadRequest, PayloadTooLarge, ValidationError
 from edgefc.router.message import Message, SourceType
 from edgefc.router.queue import DurableQueue
@@ -37,8 +39,8 @@ class MessageIn(pydantic.BaseModel):
 
 
 def _gateway(request: Request) -> tuple[Router, DurableQueue]:
-    gateway = request.app.state.gateway
-    return gateway.router, gateway.queue
+    messaging = gateway_of(request).messaging
+    return messaging.router, messaging.queue
 
 
 @router.post(
@@ -57,9 +59,7 @@ async def post_message(request: Request) -> dict[str, str]:
     Raises PayloadTooLarge over the cap, BadRequest for a body that is not JSON, ValidationError for bad
     fields, QueueFull when the durable queue is full.
     """
-    body = await request.body()
-    if len(body) > _MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"request body over {_MAX_BODY_BYTES} bytes")
+    body = await read_body(request, _MAX_BODY_BYTES)
     try:
         data = MessageIn.model_validate_json(body)
     except pydantic.ValidationError as exc:

@@ -9,15 +9,19 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
+from edgefc.api.state import gateway_of
 from edgefc.errors import BadRequest, NotFound
 from edgefc.observe.entry import GATEWAY_FUNCTION, Level, LogFilter, StoredEntry
 from edgefc.observe.logs import DEFAULT_LIMIT, MAX_LIMIT, LogStore
 from edgefc.observe.timeexpr import parse_duration, parse_time
+
+if TYPE_CHECKING:
+    from edgefc.gateway.core import Gateway
 
 router = APIRouter(tags=["observe"])
 
@@ -54,9 +58,9 @@ def _flag(text: str | None, param: str) -> bool:
     raise BadRequest(f"{param}: {text!r} is not 1 or 0", details={"parameter": param})
 
 
-async def _check_function(gateway: Any, store: LogStore, name: str) -> None:
+async def _check_function(gateway: Gateway, store: LogStore, name: str) -> None:
     """404 unless ``name`` is deployed, is the gateway itself, or still has stored lines (removed since)."""
-    if name == GATEWAY_FUNCTION or gateway.has_function(name):
+    if name == GATEWAY_FUNCTION or gateway.invoker.has(name):
         return
     if await store.aselect(name, since=None, until=None, filt=LogFilter(), limit=1, ascending=False):
         return
@@ -77,7 +81,7 @@ async def get_logs(
     follow: str | None = None,
 ) -> dict[str, Any] | StreamingResponse:
     """A function's log lines, newest first by default; ``follow=1`` streams new ones as server-sent events."""
-    gateway = request.app.state.gateway
+    gateway = gateway_of(request)
     store: LogStore = gateway.logs
     now = time.time()
     since_t = parse_time(since, now=now, param="since") if since else None
@@ -142,7 +146,7 @@ async def _follow(
 @router.get("/v1/stats")
 async def get_stats(request: Request, history: str = DEFAULT_HISTORY) -> dict[str, Any]:
     """Host and per-function resources, performance figures, and ``history`` (a duration, 0 for none)."""
-    gateway = request.app.state.gateway
+    gateway = gateway_of(request)
     span = 0.0 if history.strip() in ("0", "") else parse_duration(history)
     if span is None:
         raise BadRequest(
@@ -159,13 +163,12 @@ async def get_stats(request: Request, history: str = DEFAULT_HISTORY) -> dict[st
         snap = perf.snapshot(name)
         figures["invocations_per_s"] = snap["invocations_per_s"]
         figures["duration_ms"] = snap["duration_ms"]
-    mqtt = getattr(gateway, "mqtt_stats", None)
-    body["mqtt"] = mqtt() if callable(mqtt) else {}
+    body["mqtt"] = gateway.mqtt_stats()
     return body  # type: ignore[no-any-return]
 
 
 @router.get("/metrics", response_model=None)
 async def get_metrics(request: Request) -> Response:
     """Prometheus text format of CONTRACT §6's metrics."""
-    body, content_type = request.app.state.gateway.metrics.render()
+    body, content_type = gateway_of(request).metrics.render()
     return Response(body, media_type=content_type)

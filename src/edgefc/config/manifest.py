@@ -157,6 +157,7 @@ class FunctionSpec(BaseModel):
     max_concurrency: bounded_int(1, 1000) = 1  # type: ignore[valid-type]
     max_instances: bounded_int(1, 100) = 1  # type: ignore[valid-type]
     max_queue: bounded_int(0, 100000) = 100  # type: ignore[valid-type]
+    restart_backoff_max_s: seconds(86400) = 60.0  # type: ignore[valid-type]  # continuous: longest wait between restarts
     schedule: Annotated[str, BeforeValidator(require_str), AfterValidator(_check_schedule)] | None = None
     schedule_payload: Json = None
     env: EnvMap = Field(default_factory=dict)

@@ -18,8 +18,8 @@ from typing import Any
 from edgefc.devices import codes
 from edgefc.devices.registry import Device, DeviceState, Registry, device_path
 from edgefc.errors import DeviceError, FunctionError, Unavailable, ValidationError
+from edgefc.invoker.ports import CallbackTarget, DeploymentHooks, DriverAccess, Publish
 from edgefc.router.topics import validate_topic
-from edgefc.supervisor.instance import InstanceState, Runner
 
 log = logging.getLogger("edgefc.devices")
 
@@ -71,8 +71,11 @@ def _json(value: Any) -> bytes:
 class DeviceService:
     """Serves ``device.*`` (drivers) and ``thing.*`` (applications) SDK calls and the devices API."""
 
-    def __init__(self, gateway: Any, *, callback_timeout_s: float = DEFAULT_CALLBACK_TIMEOUT_S) -> None:
-        self.gateway = gateway
+    def __init__(self, *, functions: DriverAccess, deployments: DeploymentHooks, publish: Publish,
+                 callback_timeout_s: float = DEFAULT_CALLBACK_TIMEOUT_S) -> None:  # fmt: skip
+        self.functions = functions
+        self.deployments = deployments
+        self.publish = publish
         self.registry = Registry()
         self.callback_timeout_s = callback_timeout_s
         self._alive: dict[str, set[str]] = {}  # function → its instances that became ready and have not ended
@@ -85,27 +88,23 @@ class DeviceService:
             "get_properties": self._app_get, "set_properties": self._app_set,
             "call_service": self._app_service, "find": self._app_find,
         }  # fmt: skip
-        deployer = gateway.deployer
-        if deployer.manifest is not None:
-            self.registry.apply(deployer.manifest.devices)
+        if deployments.manifest is not None:
+            self.registry.apply(deployments.manifest.devices)
         # A driver reads its device list and registers while its instance starts, i.e. inside Deployer.apply and
         # before on_applied runs; so the registry takes the new device list just before the apply (and goes back
         # when it fails). A driver whose devices change is a changed function: the deployer replaces it.
-        deployer.before_apply.append(self._before_apply)
-        gateway.call_handlers["device"] = self._driver_call
-        gateway.call_handlers["thing"] = self._app_call
-        gateway.instance_listeners.append(self._instance_event)
+        deployments.before_apply.append(self._before_apply)
+        functions.handle("device", self._driver_call)
+        functions.handle("thing", self._app_call)
+        functions.listen(self._instance_event)
 
     def close(self) -> None:
         """Detach from the gateway (idempotent)."""
-        gw = self.gateway
-        if gw.deployer is not None and self._before_apply in gw.deployer.before_apply:
-            gw.deployer.before_apply.remove(self._before_apply)
-        for prefix, handler in (("device", self._driver_call), ("thing", self._app_call)):
-            if gw.call_handlers.get(prefix) == handler:
-                del gw.call_handlers[prefix]
-        if self._instance_event in gw.instance_listeners:
-            gw.instance_listeners.remove(self._instance_event)
+        if self._before_apply in self.deployments.before_apply:
+            self.deployments.before_apply.remove(self._before_apply)
+        self.functions.unhandle("device", self._driver_call)
+        self.functions.unhandle("thing", self._app_call)
+        self.functions.unlisten(self._instance_event)
 
     def _before_apply(self, prepared: Any) -> Callable[[], None]:
         previous = self.registry.apply(prepared.manifest.devices)
@@ -129,15 +128,9 @@ class DeviceService:
             log.warning("driver %s has no running instance: %d device(s) offline (%s)", function, len(gone),
                         ", ".join(d.path for d in gone[:5]) + (" …" if len(gone) > 5 else ""))  # fmt: skip
 
-    def _runner(self, driver: str) -> Runner:
+    def _runner(self, driver: str) -> CallbackTarget:
         """A ready instance of ``driver``; raises Unavailable."""
-        manager = self.gateway.deployer.managers.get(driver) if self.gateway.deployer else None
-        if manager is not None:
-            for runner in manager.runners():
-                if runner.state is InstanceState.READY:
-                    return runner  # type: ignore[no-any-return]
-        state = manager.state.value if manager is not None else "not deployed"
-        raise Unavailable(f"driver {driver!r} has no running instance (it is {state})")
+        return self.functions.ready_instance(driver)
 
     # ---- SDK entry points ----------------------------------------------------------------------------------------
 
@@ -217,9 +210,7 @@ class DeviceService:
         await self._publish(device, topic, {"params": {"value": params, "time": device.seen()}})
 
     async def _publish(self, device: Device, topic: str, payload: Any) -> None:
-        messaging = self.gateway.messaging
-        if messaging is not None:
-            await messaging.publish(topic, _json(payload), 0, "device", device.path)
+        await self.publish(topic, _json(payload), 0, "device", device.path)
 
     async def _tsl(self, driver: str, args: dict[str, Any]) -> str:
         """The device's thing model text from its config (``tsl``/``tsl_ext_info``); an empty model without."""

@@ -1,4 +1,16 @@
-"""The gateway: one object that owns every component, started and stopped in order."""
+"""The composition root: builds every part of one gateway in order, and takes them down in reverse.
+
+Each part is entered into one :class:`contextlib.AsyncExitStack` as soon as it is open, so whatever fails —
+a port taken, a broken data dir, a cancelled start — closes exactly what was opened, in reverse order, and a
+:class:`Gateway` only exists with every part in place (no ``X | None``, no asserts). Parts reach each other
+through the narrow interfaces they are given here, never through the gateway.
+
+    triggers:  api · router/timers (gateway.messaging) · devices · SDK calls
+                        │
+                     invoker  ── events sink (metrics, perf, logs, instance events)
+                        │
+    supervisor: function table → managers → instances ── sandbox (process | container) ── worker
+"""
 
 from __future__ import annotations
 
@@ -7,23 +19,23 @@ import contextlib
 import hashlib
 import logging
 import os
-import secrets
 import tempfile
 import time
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgefc.config.gateway import GatewayConfig
-from edgefc.config.manifest import Manifest
-from edgefc.errors import Conflict, EdgefcError, FunctionError, NotFound, ValidationError
-from edgefc.gateway.deploy import Deployer, Limits, Prepared
+from edgefc.devices.service import DeviceService
+from edgefc.gateway.deploy import Deployer, Limits
+from edgefc.gateway.deployments import Deployments
 from edgefc.gateway.messaging import Messaging
 from edgefc.gateway.placement import Placement
+from edgefc.gateway.secrets import MIN_TOKEN_CHARS, ensure_secret
+from edgefc.gateway.status import FunctionStatus
 from edgefc.gateway.store import StateStore
-from edgefc.observe.entry import LogEntry
-from edgefc.observe.figures import InstanceFigures
+from edgefc.invoker import EventSink, FunctionTable, Invoker
 from edgefc.observe.gatewaylog import GatewayLogHandler
 from edgefc.observe.logs import LogStore
 from edgefc.observe.metrics import Metrics
@@ -31,7 +43,9 @@ from edgefc.observe.perf import PerfTracker
 from edgefc.observe.stats import StatsCollector
 from edgefc.package import BundleStore
 from edgefc.supervisor.hub import WorkerHub
-from edgefc.supervisor.manager import FunctionManager, FunctionPlan
+from edgefc.supervisor.manager import FunctionManager
+from edgefc.supervisor.plan import FunctionPlan
+from edgefc.tasks import TaskGroup
 
 log = logging.getLogger("edgefc.gateway")
 
@@ -45,350 +59,174 @@ def _socket_path(run_dir: Path) -> Path:
     return Path(tempfile.gettempdir()) / f"edgefc-{digest}" / "worker.sock"
 
 
+def _prepare_data_dir(config: GatewayConfig) -> tuple[Path, Path, str, str]:
+    """(data dir, run dir, admin token, gateway id), made on first start. Raises OSError, ValidationError."""
+    data_dir = Path(config.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    token = ensure_secret(data_dir / "admin.token", 32, min_chars=MIN_TOKEN_CHARS)
+    gateway_id = ensure_secret(data_dir / "gateway.id", 4)
+    run_dir = data_dir / "run"
+    run_dir.mkdir(exist_ok=True)
+    return data_dir, run_dir, token, gateway_id
+
+
+@dataclass
 class Gateway:
-    """Owns the store, sandboxes, worker hub, function managers and observability of one data dir."""
+    """Every part of one running gateway; made only by :meth:`open`."""
 
-    def __init__(self, config: GatewayConfig) -> None:
-        self.config = config
-        self.data_dir = Path(config.data_dir).resolve()
-        self.run_dir = self.data_dir / "run"
-        self.token = ""
-        self.gateway_id = ""
-        self.started_at = time.time()
-        self.placement: Placement | None = None
-        self.store: StateStore | None = None
-        self.hub: WorkerHub | None = None
-        self.logs: LogStore | None = None
-        self.metrics = Metrics()
-        self.perf = PerfTracker()
-        self.stats: StatsCollector | None = None
-        self.messaging: Messaging | None = None
-        self.deployer: Deployer | None = None
-        self.devices: Any = None  # edgefc.devices.service.DeviceService once started
-        self._tasks: set[asyncio.Task[Any]] = set()
-        # SDK operations served by other components, by prefix ("device.register" → call_handlers["device"]).
-        self.call_handlers: dict[str, Callable[[str, str, dict[str, Any]], Awaitable[Any]]] = {}
-        # Told when an instance becomes ready or ends: (function, instance id, "ready" | "exit").
-        self.instance_listeners: list[Callable[[str, str, str], None]] = []
-        self._log_handler: logging.Handler | None = None
-        self.ready = asyncio.Event()
+    config: GatewayConfig
+    data_dir: Path
+    token: str
+    gateway_id: str
+    started_at: float
+    tasks: TaskGroup  # the one task group: its ``failed`` event means "stop the gateway, loudly"
+    store: StateStore
+    logs: LogStore
+    metrics: Metrics
+    perf: PerfTracker
+    events: EventSink
+    hub: WorkerHub
+    placement: Placement
+    table: FunctionTable
+    invoker: Invoker
+    deployer: Deployer
+    deployments: Deployments
+    messaging: Messaging
+    devices: DeviceService
+    status: FunctionStatus
+    stats: StatsCollector
 
-    # ---- life cycle ------------------------------------------------------------------------------------------
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(cls, config: GatewayConfig) -> AsyncIterator[Gateway]:
+        """Open everything, re-apply the last applied deployment (no network needed), yield the gateway; on exit
+        (or on any failure while opening) close what was opened, in reverse. Raises EdgefcError, OSError."""
+        data_dir, run_dir, token, gateway_id = await asyncio.to_thread(_prepare_data_dir, config)
+        async with contextlib.AsyncExitStack() as stack:
 
-    async def start(self) -> None:
-        """Open everything and re-apply the last applied deployment (no network needed). Raises EdgefcError."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.data_dir, 0o700)
-        self.token = self._ensure_secret("admin.token", 32)
-        self.gateway_id = self._ensure_secret("gateway.id", 4)
-        self.run_dir.mkdir(exist_ok=True)
-        self.store = await asyncio.to_thread(StateStore, self.data_dir / "state.db")
-        lc = self.config.logs
-        self.logs = LogStore(
-            self.data_dir / "logs.db", max_bytes_per_function=lc.max_bytes_per_function, max_age_s=lc.max_age_s,
-            rate_limit_lines_per_s=lc.rate_limit_lines_per_s, max_line_bytes=lc.max_line_bytes,
-        )  # fmt: skip
-        await self.logs.start()
-        self._log_handler = GatewayLogHandler(self.logs)
-        logging.getLogger("edgefc").addHandler(self._log_handler)
-        self.hub = WorkerHub(_socket_path(self.run_dir))
-        await self.hub.start()
-        self.placement = Placement(self.config.isolation.value, self.run_dir, self.data_dir, self.gateway_id)
-        await self.placement.open()
-        placement = self.placement
-        limits = Limits(self.config.limits.max_bundle_bytes, self.config.limits.max_bundle_files)
-        self.messaging = Messaging(
-            self.config, self.data_dir, self.gateway_id, self.metrics,
-            invoke=lambda n, p, t: self.invoke(n, p, trigger=t), invoke_async=self.invoke_async,
-        )  # fmt: skip
-        await self.messaging.start()
-        self.deployer = Deployer(
-            BundleStore(self.data_dir), limits, make_manager=self._make_manager, resolve_isolation=placement.resolve,
-            extra_checks=lambda m: self._host_problems(m) + self.messaging.check(m),  # type: ignore[union-attr]
-        )
-        self.deployer.on_applied.append(lambda prepared: self.messaging.apply(prepared.manifest))  # type: ignore[union-attr]
-        from edgefc.devices.service import DeviceService
+            tasks = TaskGroup("gateway")
+            stack.push_async_callback(tasks.aclose)  # closed last: every part has stopped its own tasks by then
+            store = await asyncio.to_thread(StateStore, data_dir / "state.db")
+            stack.callback(store.close)
+            lc = config.logs
+            logs = LogStore(
+                data_dir / "logs.db", max_bytes_per_function=lc.max_bytes_per_function, max_age_s=lc.max_age_s,
+                rate_limit_lines_per_s=lc.rate_limit_lines_per_s, max_line_bytes=lc.max_line_bytes,
+            )  # fmt: skip
+            await logs.start()
+            stack.push_async_callback(logs.close)
+            handler = GatewayLogHandler(logs)
+            logging.getLogger("edgefc").addHandler(handler)
+            stack.callback(logging.getLogger("edgefc").removeHandler, handler)
+            metrics, perf = Metrics(), PerfTracker()
+            events = EventSink(metrics=metrics, perf=perf, logs=logs)
 
-        self.devices = DeviceService(self)
-        self.stats = StatsCollector(self._sample, self.data_dir, metrics=self.metrics)
-        await self.stats.start()
-        self.deployer.on_applied.append(lambda _: self.stats.sample_now())  # type: ignore[union-attr]  # fresh figures
-        await self._restore()
-        self.ready.set()
+            hub = WorkerHub(_socket_path(run_dir))
+            await hub.start()
+            stack.push_async_callback(hub.close)
+            placement = Placement(config.isolation.value, run_dir, data_dir, gateway_id, tasks=tasks.child("sandboxes"))
+            stack.push_async_callback(placement.close)
+            await placement.open()
 
-    async def close(self) -> None:
-        """Stop every instance and component; nothing is left running."""
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.devices is not None:
-            self.devices.close()
-        if self.stats is not None:
-            with contextlib.suppress(Exception):
-                await self.stats.close()
-        if self.messaging is not None:
-            await self.messaging.close()
-        if self.deployer is not None:
-            await self.deployer.close()
-        if self.placement is not None:
-            await self.placement.close()
-        if self.hub is not None:
-            await self.hub.close()
-        if self._log_handler is not None:
-            logging.getLogger("edgefc").removeHandler(self._log_handler)
-        if self.logs is not None:
-            await self.logs.close()
-        if self.store is not None:
-            self.store.close()
+            table = FunctionTable()
+            invoker = Invoker(table, store, events=events, tasks=tasks)
 
-    def _ensure_secret(self, name: str, nbytes: int) -> str:
-        path = self.data_dir / name
-        if path.exists():
-            return path.read_text().strip()
-        value = secrets.token_hex(nbytes)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(value + "\n")
-        return value
+            def make_manager(plan: FunctionPlan) -> FunctionManager:
+                return FunctionManager(plan, sandbox=placement.sandboxes[plan.isolation], hub=hub, events=events,
+                                       calls=invoker, tasks=tasks, socket_path=hub.socket_path)  # fmt: skip
 
-    def _host_problems(self, manifest: Manifest) -> list[str]:
-        assert self.placement is not None
-        managers = self.deployer.managers if self.deployer else {}
-        return self.placement.host_problems(manifest, (m.plan for m in managers.values()))
+            limits = Limits(config.limits.max_bundle_bytes, config.limits.max_bundle_files)
+            deployer = Deployer(BundleStore(data_dir), limits, table=table, make_manager=make_manager,
+                                resolve_isolation=placement.resolve, tasks=tasks)  # fmt: skip
+            stack.push_async_callback(deployer.close)
+            # Async invocations are cancelled before their functions stop, so that they stay unfinished in the
+            # store and run again at the next start, rather than being recorded as failed by the shutdown.
+            stack.push_async_callback(invoker.aclose)
+            deployer.extra_checks.append(lambda m: placement.host_problems(m, (x.plan for x in table.snapshot().values())))
 
-    def _make_manager(self, plan: FunctionPlan) -> FunctionManager:
-        assert self.hub is not None and self.placement is not None
-        return FunctionManager(plan, sandbox=self.placement.sandboxes[plan.isolation], hub=self.hub, hooks=self,
-                               socket_path=self.hub.socket_path)  # fmt: skip
+            # The router and timers reach functions only through the invoker (messaging.py's two callables).
+            messaging = Messaging(
+                config, data_dir, gateway_id, metrics,
+                invoke=lambda n, p, t: invoker.invoke(n, p, trigger=t), invoke_async=invoker.invoke_async,
+            )  # fmt: skip
+            stack.push_async_callback(messaging.close)  # closed before the deployer: no delivery to a stopped function
+            await messaging.start()
+            deployer.extra_checks.append(messaging.check)
+            deployer.on_applied.append(lambda prepared: messaging.apply(prepared.manifest))
 
-    async def _restore(self) -> None:
-        assert self.store is not None and self.deployer is not None
-        current = await asyncio.to_thread(self.store.current)
-        if current is None:
-            return
-        # Taken before the apply: what the apply itself creates (a timer's catch-up firing) must not run twice.
-        unfinished = await asyncio.to_thread(self.store.unfinished_invocations)
-        try:
-            prepared = await asyncio.to_thread(self.deployer.prepare, current["manifest"], {}, stored=current["bundles"])
-            await self.deployer.apply(prepared, restoring=True)
-            log.info("restored deployment %s from the data dir", prepared.version)
-        except EdgefcError as exc:
-            log.error("could not restore deployment %s: %s", current["version"], exc.message)
-        await self._resume_invocations(unfinished)
+            async def publish(topic: str, payload: bytes, qos: int, source_type: str, source_id: str) -> str:
+                return await messaging.publish(topic, payload, qos, source_type, source_id)
 
-    # ---- deployments -----------------------------------------------------------------------------------------
+            async def sdk_publish(function: str, op: str, args: dict[str, Any]) -> None:
+                payload = args.get("payload") or b""
+                await publish(str(args.get("topic", "")), bytes(payload), int(args.get("qos", 0)), "function", function)
 
-    async def deploy(self, manifest_text: str, uploads: dict[str, bytes]) -> dict[str, Any]:
-        """Validate and apply a deployment. Raises ValidationError or DeployFailed; then nothing changed."""
-        assert self.deployer is not None and self.store is not None
-        async with self.deployer.lock:
-            prepared = await asyncio.to_thread(self.deployer.prepare, manifest_text, uploads)
-            return await self._apply(prepared)
+            invoker.handle("publish", sdk_publish)
+            devices = DeviceService(functions=invoker, deployments=deployer, publish=publish)
+            stack.callback(devices.close)
 
-    async def _apply(self, prepared: Prepared) -> dict[str, Any]:
-        assert self.deployer is not None and self.store is not None
-        seq = await asyncio.to_thread(self.store.add_deployment, prepared.version, prepared.manifest_text, prepared.bundles)
-        try:
-            result = await self.deployer.apply(prepared)
-        except EdgefcError as exc:
-            await asyncio.to_thread(self.store.mark_deployment, seq, "rolled_back", exc.message)
-            raise
-        await asyncio.to_thread(self.store.mark_deployment, seq, "applied")
-        return result
+            def schedule_of(name: str) -> str | None:
+                fn = deployer.manifest.function(name) if deployer.manifest is not None else None
+                return fn.schedule if fn is not None else None
 
-    async def rollback(self) -> dict[str, Any]:
-        """Apply the deployment that was applied before the current one. Raises Conflict when there is none."""
-        assert self.deployer is not None and self.store is not None
-        async with self.deployer.lock:
-            previous = await asyncio.to_thread(self.store.previous)
-            if previous is None:
-                raise Conflict("there is no previous deployment to roll back to")
-            prepared = await asyncio.to_thread(self.deployer.prepare, previous["manifest"], {}, stored=previous["bundles"])
-            return await self._apply(prepared)
+            status = FunctionStatus(table, perf=perf, logs=logs, next_fire=messaging.timers.next_fire, schedules=schedule_of)
+            stats = StatsCollector(status.sample, data_dir, metrics=metrics)
+            await stats.start()
+            stack.push_async_callback(stats.close)
+            status.stats = stats
+            deployer.on_applied.append(lambda _: stats.sample_now())  # fresh figures right after a deployment
+            deployments = Deployments(deployer, store, invoker)
 
-    async def deployment_info(self) -> dict[str, Any]:
-        assert self.store is not None
-        current = await asyncio.to_thread(self.store.current)
-        previous = await asyncio.to_thread(self.store.previous)
-        latest = await asyncio.to_thread(self.store.latest)
-        return {
-            "version": current["version"] if current else None,
-            "manifest": current["manifest"] if current else None,
-            "applied_at": current["applied_at"] if current else None,
-            "status": latest["status"] if latest else "none",
-            "message": latest["message"] if latest else None,
-            "previous_version": previous["version"] if previous else None,
-            "bundles": current["bundles"] if current else {},
-        }
+            gateway = cls(
+                config=config, data_dir=data_dir, token=token, gateway_id=gateway_id, started_at=time.time(),
+                tasks=tasks, store=store, logs=logs, metrics=metrics, perf=perf, events=events, hub=hub,
+                placement=placement, table=table, invoker=invoker, deployer=deployer, deployments=deployments,
+                messaging=messaging, devices=devices, status=status, stats=stats,
+            )  # fmt: skip
+            await deployments.restore()
 
-    # ---- functions -------------------------------------------------------------------------------------------
+            # ---- optional components ----------------------------------------------------------------------------
+            # Entered here: after the core is up and the last deployment restored, before the API serves; the
+            # stack closes them first. Each gets the narrow interface it needs, never the Gateway itself. The
+            # cloud agent (issue 11) goes here, e.g.:
+            #     if config.cloud.url:
+            #         await stack.enter_async_context(CloudAgent(config.cloud, control=gateway.control()))
+            # where ``control()`` gives deploy(manifest_text, uploads), deployment_info(), functions_status(),
+            # host_stats() and query_logs(...) (:class:`Control` below).
+            yield gateway
 
-    def has_function(self, name: str) -> bool:
-        return self.deployer is not None and name in self.deployer.managers
-
-    def manager(self, name: str) -> FunctionManager:
-        manager = self.deployer.manager(name) if self.deployer else None
-        if manager is None:
-            raise NotFound(f"no function named {name!r} is deployed")
-        return manager
-
-    @property
-    def router(self) -> Any:
-        """The message router (for the messages API)."""
-        return self.messaging.router if self.messaging else None
-
-    @property
-    def queue(self) -> Any:
-        """The durable queue (for the queues API)."""
-        return self.messaging.queue if self.messaging else None
-
-    def function_status(self, name: str) -> dict[str, Any]:
-        manager = self.manager(name)
-        status = manager.status()
-        perf = self.perf.snapshot(name)
-        status["duration_ms"] = perf.get("duration_ms")
-        status["invocations_per_s"] = perf.get("invocations_per_s")
-        status["perf"] = perf
-        status["memory_limit_bytes"] = manager.plan.memory_mb * 1024 * 1024
-        status["log_lines_dropped"] = self.logs.dropped(name) if self.logs else 0
-        cpu_total = 0.0
-        for inst in status["instances"]:
-            sampled = self.stats.instance(inst["id"]) if self.stats else None
-            inst["cpu_percent"] = sampled.get("cpu_percent") if sampled else None
-            cpu_total += inst["cpu_percent"] or 0.0
-        status["cpu_percent"] = cpu_total if status["instances"] else None
-        status["memory_bytes"] = sum(i["memory_bytes"] or 0 for i in status["instances"]) if status["instances"] else None
-        schedule = None
-        fn = self.deployer.manifest.function(name) if self.deployer and self.deployer.manifest else None
-        if fn is not None and fn.schedule:
-            nxt = self.messaging.timers.next_fire(name) if self.messaging else None
-            schedule = {"expression": fn.schedule, "next_fire": nxt.isoformat().replace("+00:00", "Z") if nxt else None}
-        status["schedule"] = schedule
-        return status
-
-    def _sample(self) -> dict[str, list[InstanceFigures]]:
-        """Figures of every running instance, for the stats sampler (runs in a thread)."""
-        out: dict[str, list[InstanceFigures]] = {}
-        managers = dict(self.deployer.managers) if self.deployer else {}
-        for name, manager in managers.items():
-            limit = manager.plan.memory_mb * 1024 * 1024
-            out[name] = [
-                InstanceFigures(r.id, r.instance.pid, r.instance.memory_bytes() or 0, limit, r.instance.cpu_seconds() or 0.0)
-                for r in manager.runners()
-            ]
-        return out
+    def control(self) -> Control:
+        """What a remote control plane (the cloud agent) may do with this gateway."""
+        return Control(self)
 
     def mqtt_stats(self) -> dict[str, Any]:
         """The ``mqtt`` part of /v1/stats."""
-        return self.messaging.stats() if self.messaging else {}
+        return self.messaging.stats()
+
+
+class Control:
+    """The operations a cloud agent needs, on one gateway (the same paths the HTTP API uses)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gw = gateway
+
+    async def deploy(self, manifest_text: str, uploads: dict[str, bytes]) -> dict[str, Any]:
+        """Raises ValidationError or DeployFailed; then nothing changed."""
+        return await self._gw.deployments.deploy(manifest_text, uploads)
+
+    async def deployment_info(self) -> dict[str, Any]:
+        return await self._gw.deployments.info()
 
     def functions_status(self) -> list[dict[str, Any]]:
-        managers = self.deployer.managers if self.deployer else {}
-        return [self.function_status(n) for n in sorted(managers)]
+        return self._gw.status.all()
 
-    async def invoke(self, name: str, payload: bytes, *, trigger: dict[str, Any] | None = None, request_id: str | None = None) -> bytes:
-        """Run one event synchronously. Raises NotFound, Busy, Unavailable or FunctionError."""
-        return await self.manager(name).invoke(payload, trigger=trigger, request_id=request_id)
+    def host_stats(self) -> dict[str, Any]:
+        """The ``host`` part of /v1/stats."""
+        host: dict[str, Any] = self._gw.stats.snapshot(history_s=0)["host"]
+        return host
 
-    async def invoke_async(self, name: str, payload: bytes, trigger: dict[str, Any] | None = None) -> str:
-        """Accept an event for later: it is on disk before this returns, and runs even across a restart."""
-        assert self.store is not None
-        self.manager(name)
-        inv_id = uuid.uuid4().hex
-        trigger = trigger or {"type": "invoke"}
-        await asyncio.to_thread(self.store.add_invocation, inv_id, name, payload, trigger)
-        self._background(self._run_async(inv_id, name, payload, trigger), f"async-{inv_id}")
-        return inv_id
-
-    async def _run_async(self, inv_id: str, name: str, payload: bytes, trigger: dict[str, Any]) -> None:
-        assert self.store is not None
-        await asyncio.to_thread(self.store.start_invocation, inv_id)
-        result: bytes | None = None
-        error: dict[str, Any] | None = None
-        try:
-            result = await self.invoke(name, payload, trigger=trigger, request_id=inv_id)
-        except EdgefcError as exc:
-            error = exc.to_dict()
-        await asyncio.to_thread(self.store.finish_invocation, inv_id, result=result, error=error)
-
-    async def _resume_invocations(self, unfinished: list[tuple[str, str, bytes, dict[str, Any]]]) -> None:
-        assert self.store is not None
-        for inv_id, name, payload, trigger in unfinished:
-            if self.has_function(name):
-                self._background(self._run_async(inv_id, name, payload, trigger), f"async-{inv_id}")
-            else:
-                err = {"type": "NotFound", "message": f"function {name!r} is no longer deployed"}
-                await asyncio.to_thread(self.store.finish_invocation, inv_id, result=None, error=err)
-
-    async def get_invocation(self, inv_id: str) -> dict[str, Any]:
-        assert self.store is not None
-        found = await asyncio.to_thread(self.store.invocation, inv_id)
-        if found is None:
-            raise NotFound(f"no invocation with id {inv_id!r}")
-        return found
-
-    async def restart_function(self, name: str) -> None:
-        await self.manager(name).restart()
-
-    def _background(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    # ---- hooks the managers call (supervisor.manager.Hooks) ----------------------------------------------------
-
-    def log(self, function: str, instance_id: str, frame: dict[str, Any]) -> None:
-        if self.logs is not None:
-            self.logs.append(
-                LogEntry(
-                    time=frame.get("time") or time.time(), function=function, instance=instance_id,
-                    request_id=frame.get("request_id") or "", level=frame.get("level") or "info",
-                    stream=frame.get("stream") or "stdout", message=frame.get("message") or "",
-                )
-            )  # fmt: skip
-
-    async def call(self, function: str, op: str, args: dict[str, Any]) -> Any:
-        """Serve an SDK call made by ``function``'s code. Raises EdgefcError (sent back to the caller)."""
-        if op == "invoke":
-            name = str(args.get("name", ""))
-            payload = bytes(args.get("payload") or b"")
-            trigger = {"type": "invoke", "source": f"function:{function}"}
-            if args.get("type") == "async":
-                return await self.invoke_async(name, payload, trigger)
-            timeout = args.get("timeout")
-            coro = self.invoke(name, payload, trigger=trigger)
-            if timeout:
-                try:
-                    return await asyncio.wait_for(coro, float(timeout))
-                except TimeoutError:
-                    raise FunctionError("Timeout", f"no answer from {name!r} within {timeout} s") from None
-            return await coro
-        if op == "publish":
-            return await self.publish_from_function(function, args)
-        handler = self.call_handlers.get(op.partition(".")[0])
-        if handler is not None:
-            return await handler(function, op, args)
-        raise ValidationError([f"sdk: unknown operation {op!r}"])
-
-    async def publish_from_function(self, function: str, args: dict[str, Any]) -> None:
-        assert self.messaging is not None
-        payload = args.get("payload") or b""
-        await self.messaging.publish(str(args.get("topic", "")), bytes(payload), int(args.get("qos", 0)), "function", function)
-
-    def invocation(self, function: str, trigger: str, outcome: str, seconds: float, cold: bool) -> None:
-        self.metrics.invocation(function, trigger, outcome, seconds)
-        self.perf.record(function, outcome, seconds, cold)
-
-    def cold_start(self, function: str, seconds: float) -> None:
-        self.metrics.cold_start(function, seconds)
-
-    def instance_event(self, function: str, instance_id: str, event: str) -> None:
-        for listener in self.instance_listeners:
-            try:
-                listener(function, instance_id, event)
-            except Exception:  # noqa: BLE001 — one listener's bug must not break the supervisor
-                log.exception("instance listener failed")
-
-    def restart(self, function: str, reason: str) -> None:
-        self.metrics.restart(function, reason)
-        self.perf.restart(function, reason)
+    async def query_logs(self, function: str, **query: Any) -> list[dict[str, Any]]:
+        """Log entries as GET /v1/functions/{name}/logs selects them (``since``, ``until``, ``filt``, ``limit``,
+        ``ascending``: see :meth:`edgefc.observe.logs.LogStore.select`)."""
+        return [row.to_dict() for row in await self._gw.logs.aselect(function, **query)]

@@ -19,10 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from edgefc.config.load import check_function_code, parse_manifest
-from edgefc.config.manifest import FunctionSpec, Manifest
+from edgefc.config.manifest import FunctionSpec, Manifest, Mode
 from edgefc.errors import DeployFailed, FunctionError, ValidationError
+from edgefc.invoker.table import FunctionTable
 from edgefc.package import BundleStore, check_zip, zip_directory
-from edgefc.supervisor.manager import FunctionManager, FunctionPlan
+from edgefc.supervisor.manager import FunctionManager
+from edgefc.supervisor.plan import FunctionPlan
+from edgefc.tasks import TaskGroup
 
 log = logging.getLogger("edgefc.deploy")
 
@@ -119,23 +122,28 @@ IsolationResolver = Callable[[FunctionSpec, str], tuple[str | None, str | None]]
 class Deployer:
     """Prepares and applies deployments; owns the table of running function managers."""
 
-    def __init__(self, bundles: BundleStore, limits: Limits, *, make_manager: ManagerFactory,
-                 resolve_isolation: IsolationResolver,
-                 extra_checks: Callable[[Manifest], list[str]] | None = None) -> None:  # fmt: skip
+    def __init__(self, bundles: BundleStore, limits: Limits, *, table: FunctionTable, make_manager: ManagerFactory,
+                 resolve_isolation: IsolationResolver, tasks: TaskGroup) -> None:  # fmt: skip
         self.bundles = bundles
         self.limits = limits
+        self.table = table
         self.make_manager = make_manager
         self.resolve_isolation = resolve_isolation
-        self.extra_checks = extra_checks
-        self.managers: dict[str, FunctionManager] = {}
+        # Problems of a manifest that only other parts of this gateway can see (host facts, messaging setup).
+        self.extra_checks: list[Callable[[Manifest], list[str]]] = []
         self.manifest: Manifest | None = None
         self.version: str | None = None
         self.lock = asyncio.Lock()
-        self._draining: set[asyncio.Task[None]] = set()
+        self._tasks = tasks.child("deployer")  # old versions draining
         self.on_applied: list[Callable[[Prepared], Awaitable[None] | None]] = []
         # Called just before a deployment's functions start (drivers read their devices while starting); each
         # returns how to undo it if the deployment rolls back.
         self.before_apply: list[Callable[[Prepared], Callable[[], None]]] = []
+
+    @property
+    def managers(self) -> dict[str, FunctionManager]:
+        """A snapshot of the running function managers."""
+        return self.table.snapshot()
 
     def prepare(self, manifest_text: str, uploads: dict[str, bytes], *, stored: dict[str, str] | None = None) -> Prepared:
         """Validate the manifest and every bundle, store the bundles; blocking (run it in a thread).
@@ -179,25 +187,25 @@ class Deployer:
             if isolation is not None:
                 devices = [d.model_dump(mode="json") for d in manifest.devices if d.driver == fn.name]
                 plans[fn.name] = self._plan(fn, shas[fn.name], code_dir, version, isolation, devices)
-        if self.extra_checks is not None:
-            problems.extend(self.extra_checks(manifest))
+        for check in self.extra_checks:
+            problems.extend(check(manifest))
         if problems:
             raise ValidationError(problems)
         return Prepared(version, manifest_text, manifest, shas, plans)
 
     def _plan(self, fn: FunctionSpec, sha: str, code_dir: Path, version: str, isolation: str,
               devices: list[Any]) -> FunctionPlan:  # fmt: skip
-        current = self.managers.get(fn.name)
+        current = self.table.get(fn.name)
         fp = fingerprint(fn, sha, isolation, devices)
         if current is not None and current.plan.fingerprint == fp:
             version = current.plan.version  # unchanged: it keeps the version it was deployed with
         return FunctionPlan(
-            name=fn.name, handler=fn.handler, initializer=fn.initializer, mode=fn.mode.value,
+            name=fn.name, handler=fn.handler, initializer=fn.initializer, mode=fn.mode,
             memory_mb=fn.memory_mb, timeout_s=float(fn.timeout_s),
             idle_timeout_s=float(fn.effective_idle_timeout_s or 0.0), max_concurrency=fn.max_concurrency,
             max_instances=fn.max_instances, max_queue=fn.max_queue, env=dict(fn.env), config=fn.config,
             code_dir=code_dir, code_sha=sha, version=version, container=fn.container_spec(),
-            fingerprint=fp, isolation=isolation,
+            fingerprint=fp, isolation=isolation, restart_backoff_max_s=fn.restart_backoff_max_s,
         )  # fmt: skip
 
     async def apply(self, prepared: Prepared, *, restoring: bool = False) -> dict[str, Any]:
@@ -218,8 +226,12 @@ class Deployer:
                 kept[name] = current
             else:
                 fresh[name] = self.make_manager(plan)
-        # A container that maps host ports must let go of them before its new version can bind them.
+        # A container that maps host ports must let go of them before its new version can bind them. The new
+        # manager takes the function's place in the table first, so events arriving during the switch wait in
+        # its queue (until its instance is ready) instead of being refused by the old one.
         stopped_first = {n: old[n] for n in fresh if n in old and old[n].plan.container.ports}
+        for name in stopped_first:
+            self.table.put(name, fresh[name])
         for manager in stopped_first.values():
             await manager.close(drain=True)
         results = await asyncio.gather(*(self._start(m) for m in fresh.values()), return_exceptions=True)
@@ -228,14 +240,16 @@ class Deployer:
             await asyncio.gather(*(m.close(drain=False) for m in fresh.values()))
             for step in reversed(undo):
                 step()
+            self.table.replace(old)
             for name, manager in stopped_first.items():
                 revived = self.make_manager(manager.plan)
                 try:
                     await self._start(revived)
                 except Exception:  # noqa: BLE001 — it ran before; the keep-alive takes it from here
                     log.exception("could not bring back the previous version of %s", name)
+                    revived.retry_later()
                 old = {**old, name: revived}
-                self.managers = {**self.managers, name: revived}
+                self.table.put(name, revived)
             details = []
             for name, exc in failures:
                 if isinstance(exc, FunctionError):
@@ -247,14 +261,12 @@ class Deployer:
             raise DeployFailed(
                 f"deployment {prepared.version} rolled back: {names} failed to start ({first})", details=details
             )
-        self.managers = {**kept, **fresh}
+        self.table.replace({**kept, **fresh})
         self.manifest = prepared.manifest
         self.version = prepared.version
         for name, manager in old.items():
             if kept.get(name) is not manager and name not in stopped_first:
-                task = asyncio.create_task(manager.close(drain=True), name=f"drain-{name}")
-                self._draining.add(task)
-                task.add_done_callback(self._draining.discard)
+                self._tasks.spawn(manager.close(drain=True), f"drain-{name}")
         await self._applied(prepared)
         log.info(
             "deployment %s applied: %d started, %d unchanged, %d removed",
@@ -270,7 +282,7 @@ class Deployer:
             if isinstance(result, BaseException):
                 log.error("%s could not start at boot (%s); its keep-alive retries it", manager.name, result)
                 manager.retry_later()
-        self.managers = managers
+        self.table.replace(managers)
         self.manifest = prepared.manifest
         self.version = prepared.version
         await self._applied(prepared)
@@ -284,14 +296,17 @@ class Deployer:
                 await outcome
 
     async def _start(self, manager: FunctionManager) -> None:
-        if manager.plan.mode == "on_demand":
+        if manager.plan.mode is Mode.ON_DEMAND:
             await manager.probe()
         await manager.start()
 
     async def close(self) -> None:
-        managers, self.managers = self.managers, {}
+        """Stop every function (no draining) and wait for the old versions still draining."""
+        managers = self.table.snapshot()
+        self.table.replace({})
         await asyncio.gather(*(m.close(drain=False) for m in managers.values()), return_exceptions=True)
-        await asyncio.gather(*self._draining, return_exceptions=True)
+        await self._tasks.wait()
+        await self._tasks.aclose()
 
     def manager(self, name: str) -> FunctionManager | None:
-        return self.managers.get(name)
+        return self.table.get(name)

@@ -10,7 +10,8 @@ from pathlib import Path
 from edgefc.config.manifest import FunctionSpec, Isolation, Manifest
 from edgefc.sandbox.base import ContainerSpec, Sandbox
 from edgefc.sandbox.process import ProcessSandbox
-from edgefc.supervisor.manager import FunctionPlan
+from edgefc.supervisor.plan import FunctionPlan
+from edgefc.tasks import TaskGroup
 
 log = logging.getLogger("edgefc.gateway")
 
@@ -34,17 +35,18 @@ def _port_key(text: str) -> tuple[int, str] | None:
 class Placement:
     """The gateway's sandboxes (``process`` always, ``container`` where runc can run) and the rules for using them."""
 
-    def __init__(self, setting: str, run_dir: Path, data_dir: Path, gateway_id: str) -> None:
+    def __init__(self, setting: str, run_dir: Path, data_dir: Path, gateway_id: str, *, tasks: TaskGroup) -> None:
         self.setting = setting  # the gateway's isolation: auto | container | process
         self.run_dir = run_dir
         self.data_dir = data_dir
         self.gateway_id = gateway_id
         self.sandboxes: dict[str, Sandbox] = {}
         self.notes: list[str] = []
+        self.tasks = tasks
 
     async def open(self) -> None:
         """Open the sandboxes; the container one reconciles what an earlier run left, whatever this run's setting."""
-        process = ProcessSandbox(self.run_dir, gateway_id=self.gateway_id)
+        process = ProcessSandbox(self.run_dir, gateway_id=self.gateway_id, tasks=self.tasks.child("process"))
         await process.open()
         self.sandboxes["process"] = process
         ok, why = container_available()

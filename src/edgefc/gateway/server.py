@@ -45,16 +45,21 @@ def _bind(listen: str) -> socket.socket:
 
 
 async def serve(config: GatewayConfig, *, deploy: Path | None = None) -> int:
-    """Start the gateway, serve the API, stop everything cleanly on SIGINT/SIGTERM; returns an exit code."""
-    gateway = Gateway(config)
+    """Start the gateway, serve the API, stop everything cleanly on SIGINT/SIGTERM; returns an exit code
+    (1 when a part of the gateway failed for good: the task group's ``failed``)."""
     try:
         sock = _bind(config.listen)
     except OSError as exc:
         log.error("cannot listen on %s: %s", config.listen, exc.strerror)
         return 3
+    with contextlib.closing(sock):
+        async with Gateway.open(config) as gateway:
+            return await _serve(gateway, sock, deploy)
+
+
+async def _serve(gateway: Gateway, sock: socket.socket, deploy: Path | None) -> int:
     host, port = sock.getsockname()[:2]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
-    await gateway.start()
     app = create_server_app(gateway)
     server = _Server(
         uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http="httptools", loop="none",
@@ -69,18 +74,23 @@ async def serve(config: GatewayConfig, *, deploy: Path | None = None) -> int:
     tmp.rename(info)  # readers never see half a file
     log.info("gateway %s listening on %s (data dir %s)", gateway.gateway_id, url, gateway.data_dir)
     print(f"edgefc gateway listening on {url} — data dir {gateway.data_dir}", file=sys.stderr, flush=True)
-    serving = asyncio.create_task(server.serve(sockets=[sock]), name="http")
+    serving = gateway.tasks.spawn(server.serve(sockets=[sock]), "http")
+    failed = gateway.tasks.spawn(gateway.tasks.failed.wait(), "watch-failures")
     try:
         if deploy is not None:
             await _deploy_at_start(gateway, deploy, url)
-        await serving
+        await asyncio.wait({serving, failed}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         server.should_exit = True
-        await asyncio.gather(serving, return_exceptions=True)
-        await gateway.close()
-        (gateway.data_dir / "gateway.json").unlink(missing_ok=True)
-        sock.close()
-        print("edgefc gateway stopped: every instance ended, nothing left running", file=sys.stderr, flush=True)
+        failed.cancel()
+        await asyncio.gather(serving, failed, return_exceptions=True)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        info.unlink(missing_ok=True)
+    if gateway.tasks.error is not None:
+        print(f"edgefc gateway stopping: {gateway.tasks.error}", file=sys.stderr, flush=True)
+        return 1
+    print("edgefc gateway stopped: every instance ended, nothing left running", file=sys.stderr, flush=True)
     return 0
 
 
@@ -88,7 +98,7 @@ async def _deploy_at_start(gateway: Gateway, manifest: Path, url: str) -> None:
     limits = Limits(gateway.config.limits.max_bundle_bytes, gateway.config.limits.max_bundle_files)
     try:
         text, uploads = await asyncio.to_thread(bundles_from_disk, manifest, limits)
-        result = await gateway.deploy(text, uploads)
+        result = await gateway.deployments.deploy(text, uploads)
     except EdgefcError as exc:
         print(f"deploy of {manifest} failed: {exc.message}", file=sys.stderr, flush=True)
         return

@@ -8,19 +8,40 @@ then speaks the protocol of :mod:`edgefc.worker.protocol`. The sandbox only star
 from __future__ import annotations
 
 import abc
-import enum
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# After a kill, how long a cancelled stop still waits for the end before it lets the cancellation through.
+_KILLED_WAIT_S = 5.0
 
 
-class ExitReason(enum.StrEnum):
-    """Why an instance ended, as reported in status and metrics."""
+async def stop_then_kill(terminate: Callable[[], None], kill: Callable[[], None], ended: Awaitable[T], grace: float) -> T:
+    """The one stop sequence of edgefc: ``terminate()`` (SIGTERM, a stop frame), up to ``grace`` seconds for
+    ``ended``, then ``kill()`` (SIGKILL) and wait for ``ended``.
 
-    EXITED = "exited"  # the worker exited on its own (code in ExitStatus.code)
-    STOPPED = "stopped"  # we asked it to stop
-    KILLED = "killed"  # killed by a signal we did not send
-    TIMEOUT = "timeout"  # we killed it because an event ran past its deadline
-    OOM = "oom"  # the memory limit killed it
+    Cancellation-safe (anyio's ``Process.aclose``): a cancelled caller still kills, and waits (shielded, bounded)
+    for the end before the cancellation goes on, so no instance outlives the stop that was asked of it.
+    Raises whatever ``ended`` raises, and CancelledError when cancelled.
+    """
+    fut = asyncio.ensure_future(ended)
+    try:
+        terminate()
+        try:
+            return await asyncio.wait_for(asyncio.shield(fut), grace)
+        except TimeoutError:
+            kill()
+            return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        kill()
+        with contextlib.suppress(BaseException):  # a second cancel must not stop the kill from being waited on
+            await asyncio.wait_for(asyncio.shield(fut), _KILLED_WAIT_S)
+        raise
 
 
 @dataclass(frozen=True)

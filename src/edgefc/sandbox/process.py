@@ -19,8 +19,9 @@ from typing import Any
 import psutil
 
 from edgefc.errors import SandboxError
-from edgefc.sandbox.base import ExitStatus, Instance, InstanceSpec, Sandbox
+from edgefc.sandbox.base import ExitStatus, Instance, InstanceSpec, Sandbox, stop_then_kill
 from edgefc.sandbox.cgroups import CgroupTree, MemoryCgroup
+from edgefc.tasks import TaskGroup
 from edgefc.worker.protocol import encode, read_frame
 
 log = logging.getLogger("edgefc.sandbox")
@@ -31,23 +32,23 @@ BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "
 class ProcessInstance(Instance):
     """One forked worker."""
 
-    def __init__(self, spec: InstanceSpec, pid: int, cgroup: MemoryCgroup | None, pidfile: Path) -> None:
+    def __init__(self, spec: InstanceSpec, pid: int, cgroup: MemoryCgroup | None, pidfile: Path, tasks: TaskGroup) -> None:
         self.spec = spec
         self._pid = pid
         self._cgroup = cgroup
         self._pidfile = pidfile
         self._status: int | None = None
         self._exited = asyncio.get_running_loop().create_future()
-        self._final: ExitStatus | None = None
         self._watchdog_oom = False
         self._limit = spec.memory_mb * 1024 * 1024
         self._watchdog: asyncio.Task[None] | None = None
+        self._cleanup: asyncio.Future[ExitStatus] | None = None
         try:
             self._proc: psutil.Process | None = psutil.Process(pid)
         except psutil.Error:
             self._proc = None
         if cgroup is None:
-            self._watchdog = asyncio.create_task(self._watch_rss(), name=f"rss-watchdog-{spec.instance_id}")
+            self._watchdog = tasks.spawn(self._watch_rss(), f"rss-watchdog-{spec.instance_id}")
 
     @property
     def pid(self) -> int | None:
@@ -63,18 +64,22 @@ class ProcessInstance(Instance):
             self._exited.set_result(status)
 
     async def wait(self) -> ExitStatus:
-        status = await asyncio.shield(self._exited)
-        if self._final is None:
-            oom = self._watchdog_oom
-            if self._cgroup is not None:
-                oom = oom or self._cgroup.oom_kills() > 0 or (status == -signal.SIGKILL and self._cgroup.hit_limit())
-                await asyncio.to_thread(self._cgroup.destroy)
-            if self._watchdog is not None:
-                self._watchdog.cancel()
-            with contextlib.suppress(OSError):
-                self._pidfile.unlink()
-            self._final = ExitStatus(status, oom=oom)
-        return self._final
+        """Wait for the exit and the cleanup (cgroup, pid file); a cancelled caller does not cancel the cleanup."""
+        if self._cleanup is None:
+            self._cleanup = asyncio.ensure_future(self._release())
+        return await asyncio.shield(self._cleanup)
+
+    async def _release(self) -> ExitStatus:
+        status = await self._exited
+        oom = self._watchdog_oom
+        if self._cgroup is not None:
+            oom = oom or self._cgroup.oom_kills() > 0 or (status == -signal.SIGKILL and self._cgroup.hit_limit())
+            await asyncio.to_thread(self._cgroup.destroy)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        with contextlib.suppress(OSError):
+            self._pidfile.unlink()
+        return ExitStatus(status, oom=oom)
 
     def kill(self) -> None:
         if self._status is not None:
@@ -82,15 +87,14 @@ class ProcessInstance(Instance):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._pid, signal.SIGKILL)
 
-    async def stop(self, grace: float = 2.0) -> ExitStatus:
+    def _terminate(self) -> None:
         if self._status is None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._pid, signal.SIGTERM)
-            try:
-                await asyncio.wait_for(asyncio.shield(self._exited), grace)
-            except TimeoutError:
-                self.kill()
-        return await self.wait()
+
+    async def stop(self, grace: float = 2.0) -> ExitStatus:
+        """SIGTERM, ``grace`` seconds, SIGKILL; returns after cleanup. A cancelled stop still kills."""
+        return await stop_then_kill(self._terminate, self.kill, self.wait(), grace)
 
     def memory_bytes(self) -> int | None:
         if self._cgroup is not None and self._status is None:
@@ -134,7 +138,8 @@ class ProcessSandbox(Sandbox):
 
     name = "process"
 
-    def __init__(self, run_dir: Path, *, gateway_id: str, use_cgroups: bool | None = None) -> None:
+    def __init__(self, run_dir: Path, *, gateway_id: str, use_cgroups: bool | None = None,
+                 tasks: TaskGroup | None = None) -> None:  # fmt: skip
         self.run_dir = run_dir
         self.pid_dir = run_dir / "pids"
         self.gateway_id = gateway_id
@@ -145,7 +150,14 @@ class ProcessSandbox(Sandbox):
         self._ctrl: socket.socket | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
+        # Without a group from the gateway the sandbox is its own root (tests, tools); with one, a fork server
+        # that dies under a running gateway fails the gateway loudly instead of leaving it unable to start anything.
+        self._tasks = tasks if tasks is not None else TaskGroup("process-sandbox")
+        self._closing = False
         self._pending: dict[int, asyncio.Future[int]] = {}
+        # Spawn requests whose start() was cancelled: the worker they fork is killed as soon as its pid is known.
+        self._abandoned: dict[int, MemoryCgroup | None] = {}
+        self._orphans: dict[int, MemoryCgroup | None] = {}
         self._instances: dict[int, ProcessInstance] = {}
         self._early_exits: dict[int, int] = {}
         self._next_req = 0
@@ -166,7 +178,7 @@ class ProcessSandbox(Sandbox):
         )  # fmt: skip
         theirs.close()
         reader, self._writer = await asyncio.open_unix_connection(sock=ours)
-        self._reader_task = asyncio.create_task(self._read(reader), name="forkserver-reader")
+        self._reader_task = self._tasks.spawn(self._read(reader), "forkserver-reader")
         log.info("process sandbox ready (fork server pid %s, memory limits by %s)", self._server.pid, self.memory_enforcement)
 
     def _reconcile(self) -> None:
@@ -193,18 +205,28 @@ class ProcessSandbox(Sandbox):
                 t = frame["t"]
                 if t == "spawned":
                     fut = self._pending.pop(frame["req"], None)
-                    if fut and not fut.done():
+                    if frame["req"] in self._abandoned:
+                        self._orphan(frame["pid"], self._abandoned.pop(frame["req"]))
+                    elif fut and not fut.done():
                         fut.set_result(frame["pid"])
                 elif t == "spawn_error":
                     fut = self._pending.pop(frame["req"], None)
+                    cgroup = self._abandoned.pop(frame["req"], None)
+                    if cgroup is not None:
+                        self._tasks.spawn(asyncio.to_thread(cgroup.destroy), f"cgroup-destroy-{frame['req']}")
                     if fut and not fut.done():
                         fut.set_exception(SandboxError(f"fork failed: {frame['message']}"))
                 elif t == "exit":
-                    inst = self._instances.pop(frame["pid"], None)
+                    pid = frame["pid"]
+                    inst = self._instances.pop(pid, None)
                     if inst is not None:
                         inst._exit(frame["status"])
+                    elif pid in self._orphans:
+                        cgroup = self._orphans.pop(pid)
+                        if cgroup is not None:
+                            self._tasks.spawn(asyncio.to_thread(cgroup.destroy), f"cgroup-destroy-{pid}")
                     else:  # exited before start() registered it
-                        self._early_exits[frame["pid"]] = frame["status"]
+                        self._early_exits[pid] = frame["status"]
         except (EOFError, OSError):
             pass
         finally:
@@ -214,8 +236,22 @@ class ProcessSandbox(Sandbox):
             for inst in list(self._instances.values()):
                 inst._exit(-signal.SIGKILL)
             self._instances.clear()
+            if not self._closing:
+                self._tasks.fail(SandboxError("the fork server of the process sandbox died"))
+
+    def _orphan(self, pid: int, cgroup: MemoryCgroup | None) -> None:
+        """A worker whose start() was cancelled: kill it; its exit report releases its cgroup."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+        if pid in self._early_exits:
+            del self._early_exits[pid]
+            if cgroup is not None:
+                self._tasks.spawn(asyncio.to_thread(cgroup.destroy), f"cgroup-destroy-{pid}")
+        else:
+            self._orphans[pid] = cgroup
 
     async def start(self, spec: InstanceSpec) -> Instance:
+        """Fork one worker. Raises SandboxError. Cancellation-safe: a worker forked for a cancelled start is killed."""
         if self._writer is None or self._reader_task is None or self._reader_task.done():
             raise SandboxError("the process sandbox is not open (fork server not running)")
         cgroup = None
@@ -234,9 +270,16 @@ class ProcessSandbox(Sandbox):
         self._writer.write(encode(request))
         try:
             pid = await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():
+                self._orphan(fut.result(), cgroup)  # forked just as we were cancelled
+            else:
+                self._pending.pop(req, None)
+                self._abandoned[req] = cgroup  # the reader kills it when its pid comes
+            raise
         except BaseException:
             if cgroup is not None:
-                await asyncio.to_thread(cgroup.destroy)
+                await asyncio.shield(asyncio.to_thread(cgroup.destroy))
             raise
         pidfile = self.pid_dir / f"{spec.instance_id}.pid"
         try:
@@ -244,7 +287,7 @@ class ProcessSandbox(Sandbox):
             pidfile.write_text(f"{pid} {create_time}")
         except psutil.Error:
             pass
-        inst = ProcessInstance(spec, pid, cgroup, pidfile)
+        inst = ProcessInstance(spec, pid, cgroup, pidfile, self._tasks)
         if pid in self._early_exits:
             inst._exit(self._early_exits.pop(pid))
         else:
@@ -252,9 +295,18 @@ class ProcessSandbox(Sandbox):
         return inst
 
     async def close(self) -> None:
+        """Kill every instance, stop the fork server, release the cgroups. The waits are shielded: a cancelled
+        close still leaves nothing running."""
+        self._closing = True
+        await asyncio.shield(self._close())
+
+    async def _close(self) -> None:
         instances = list(self._instances.values())
         for inst in instances:
             inst.kill()
+        for pid in self._orphans:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
         if self._writer is not None:
             self._writer.close()
         if self._server is not None:
@@ -264,8 +316,14 @@ class ProcessSandbox(Sandbox):
                 self._server.kill()
                 await self._server.wait()
         if self._reader_task is not None:
-            await self._reader_task
+            await asyncio.gather(self._reader_task, return_exceptions=True)
         for inst in instances:
             await inst.wait()
+        for cgroup in [*self._orphans.values(), *self._abandoned.values()]:
+            if cgroup is not None:
+                await asyncio.to_thread(cgroup.destroy)
+        self._orphans.clear()
+        self._abandoned.clear()
+        await self._tasks.wait()
         if self.cgroups is not None:
             await asyncio.to_thread(self.cgroups.close)

@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from edgefc.errors import EdgefcError, FunctionError
-from edgefc.sandbox.base import ExitStatus, Instance
+from edgefc.sandbox.base import ExitStatus, Instance, stop_then_kill
+from edgefc.tasks import TaskGroup
 from edgefc.worker.protocol import ProtocolError, encode, take_frames
 
 log = logging.getLogger("edgefc.instance")
@@ -30,7 +31,7 @@ class InstanceState(enum.StrEnum):
 class Runner:
     """Drives one instance: start handshake, events in flight, deadlines, SDK calls, exit."""
 
-    def __init__(self, instance: Instance, *, on_log: LogSink, on_call: CallHandler) -> None:
+    def __init__(self, instance: Instance, *, on_log: LogSink, on_call: CallHandler, tasks: TaskGroup) -> None:
         self.instance = instance
         self.id = instance.spec.instance_id
         self.state = InstanceState.STARTING
@@ -53,7 +54,8 @@ class Runner:
         self._loop = asyncio.get_running_loop()
         self._callbacks: dict[int, asyncio.Future[Any]] = {}
         self._next_cid = 0
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = tasks
+        self._calls: set[asyncio.Task[None]] = set()  # SDK calls being served: cancelled when the instance ends
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.ended: asyncio.Future[ExitStatus] = asyncio.get_running_loop().create_future()
 
@@ -99,7 +101,7 @@ class Runner:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for task in self._tasks:
+        for task in self._calls:
             task.cancel()
         if self._writer is not None:
             self._writer.close()
@@ -149,9 +151,9 @@ class Runner:
             if cfut is not None and not cfut.done():
                 cfut.set_result(frame)
         elif t == "call":
-            task = asyncio.create_task(self._serve_call(frame), name=f"call-{self.id}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task = self._tasks.spawn(self._serve_call(frame), f"call-{self.id}")
+            self._calls.add(task)
+            task.add_done_callback(self._calls.discard)
         elif t == "ready":
             self.state = InstanceState.READY
             if not self.ready.done():
@@ -252,18 +254,16 @@ class Runner:
         self.instance.kill()
 
     async def stop(self, grace: float = 2.0) -> None:
-        """Ask the worker to finish and exit; SIGKILL after ``grace``."""
+        """Ask the worker to finish and exit (a ``stop`` frame); SIGKILL after ``grace``. Cancellation-safe."""
         if self.state is InstanceState.DEAD:
             return
         self.state = InstanceState.STOPPING
         self.exit_reason = self.exit_reason or "stopped"
+        await stop_then_kill(self._ask_stop, self.kill, self.ended, grace)
+
+    def _ask_stop(self) -> None:
         if self._writer is not None and not self._writer.is_closing():
             self._send(encode({"t": "stop"}))
-        try:
-            await asyncio.wait_for(asyncio.shield(self.ended), grace)
-        except TimeoutError:
-            await self.instance.stop(0.5)
-            await asyncio.shield(self.ended)
 
     def kill(self) -> None:
         self.instance.kill()

@@ -1,24 +1,25 @@
-"""The function manager: one per deployed function — run mode, instances, concurrency, queue, restarts."""
+"""The function manager: one per deployed function — run mode, instances, concurrency, queue, keep-alive."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import itertools
 import logging
 import secrets
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from edgefc.errors import Busy, FunctionError, Unavailable
-from edgefc.sandbox.base import ContainerSpec, InstanceSpec, Sandbox
-from edgefc.supervisor.hub import WorkerHub
+from edgefc.sandbox.base import InstanceSpec, Sandbox
+from edgefc.supervisor.hub import Streams, WorkerHub
 from edgefc.supervisor.instance import InstanceState, Runner
+from edgefc.supervisor.plan import FunctionPlan, FunctionState, Mode
 from edgefc.supervisor.policy import RestartPolicy
+from edgefc.supervisor.ports import Calls, Events
+from edgefc.tasks import TaskGroup
 
 log = logging.getLogger("edgefc.supervisor")
 
@@ -27,80 +28,33 @@ _RID_PREFIX = secrets.token_hex(8)
 _rid_counter = itertools.count(1)
 
 OUTCOMES = {"Handled": "error", "Timeout": "timeout", "OutOfMemory": "oom", "Unhandled": "unhandled"}
+REQUESTED = frozenset({"stopped", "idle", "restart", "probe"})  # exits the gateway asked for
 
-
-class FunctionState(enum.StrEnum):
-    STOPPED = "stopped"
-    STARTING = "starting"
-    RUNNING = "running"
-    IDLE = "idle"
-    BACKOFF = "backoff"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class FunctionPlan:
-    """What a manager runs: the validated settings of one function and where its code is."""
-
-    name: str
-    handler: str
-    initializer: str | None
-    mode: str  # on_demand | continuous
-    memory_mb: int
-    timeout_s: float
-    idle_timeout_s: float
-    max_concurrency: int
-    max_instances: int
-    max_queue: int
-    env: dict[str, str]
-    config: Any
-    code_dir: Path
-    code_sha: str
-    version: str
-    container: ContainerSpec
-    fingerprint: str  # equal fingerprints = unchanged function across deployments
-    isolation: str = "process"  # process | container: the sandbox that runs it
-
-
-class Hooks(Protocol):
-    """What the gateway does with what managers observe."""
-
-    def log(self, function: str, instance_id: str, frame: dict[str, Any]) -> None: ...
-
-    async def call(self, function: str, op: str, args: dict[str, Any]) -> Any: ...
-
-    def invocation(self, function: str, trigger: str, outcome: str, seconds: float, cold: bool) -> None: ...
-
-    def cold_start(self, function: str, seconds: float) -> None: ...
-
-    def restart(self, function: str, reason: str) -> None: ...
-
-    def instance_event(self, function: str, instance_id: str, event: str) -> None:
-        """An instance became ``ready`` or ended (``exit``)."""
-        ...
+__all__ = ["FunctionManager", "FunctionPlan", "FunctionState"]
 
 
 class FunctionManager:
     """Owns the instances of one function and hands them events."""
 
-    def __init__(self, plan: FunctionPlan, *, sandbox: Sandbox, hub: WorkerHub, hooks: Hooks, socket_path: Path) -> None:
+    def __init__(self, plan: FunctionPlan, *, sandbox: Sandbox, hub: WorkerHub, events: Events, calls: Calls,
+                 tasks: TaskGroup, socket_path: Path) -> None:  # fmt: skip
         self.plan = plan
         self.name = plan.name
         self.sandbox = sandbox
         self.hub = hub
-        self.hooks = hooks
+        self.events = events
+        self.calls = calls
         self.socket_path = socket_path
-        self.policy = RestartPolicy()
+        self.policy = RestartPolicy(cap=plan.restart_backoff_max_s)
+        self._tasks = tasks.child(f"function-{plan.name}")
         self._runners: dict[str, Runner] = {}
         self._fresh: set[str] = set()  # runners whose first event is a cold start
         self._waiters: deque[asyncio.Future[Runner]] = deque()
         self._starting = 0
         self._closed = False
         self._draining = False
-        self._backoff = False
+        self._crash_loop = False
         self._failed = False
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._idle_task: asyncio.Task[None] | None = None
         self._restart_handle: asyncio.TimerHandle | None = None
         self._lifecycle = asyncio.Lock()  # explicit restarts and keep-alive respawns, one at a time
         self.restarts = 0
@@ -111,10 +65,10 @@ class FunctionManager:
 
     async def start(self) -> None:
         """Continuous: start its instances and wait until they are ready. Raises FunctionError if one fails to start."""
-        if self.plan.mode == "continuous":
+        if self.plan.mode is Mode.CONTINUOUS:
             await asyncio.gather(*(self._spawn() for _ in range(self.plan.max_instances)))
         else:
-            self._idle_task = asyncio.create_task(self._reap_idle(), name=f"idle-{self.name}")
+            self._tasks.service(self._reap_idle, f"idle-{self.name}")
 
     async def probe(self) -> None:
         """Start one instance to prove the module imports and the initializer runs, then stop it."""
@@ -136,29 +90,23 @@ class FunctionManager:
                     break
                 await asyncio.sleep(0.01)
         self._closed = True
-        if self._restart_handle is not None:
-            self._restart_handle.cancel()
-        if self._idle_task is not None:
-            self._idle_task.cancel()
+        self._cancel_restart()
         for fut in self._waiters:
             if not fut.done():
                 fut.set_exception(Unavailable(f"function '{self.name}' is stopping"))
         self._waiters.clear()
         await asyncio.gather(*(self._stop_runner(r, reason="stopped") for r in list(self._runners.values())))
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._tasks.aclose()
 
     async def restart(self) -> None:
-        """Stop every instance and, for a continuous function, start fresh ones; clears `failed`."""
+        """Stop every instance and, for a continuous function, start fresh ones; clears `failed` and the backoff."""
         async with self._lifecycle:  # two restarts at once must not leave two instances of a continuous function
             self._failed = False
-            self._backoff = False
+            self._crash_loop = False
             self.policy.reset()
-            if self._restart_handle is not None:
-                self._restart_handle.cancel()
+            self._cancel_restart()
             await asyncio.gather(*(self._stop_runner(r, reason="restart") for r in list(self._runners.values())))
-            if self.plan.mode == "continuous" and not self._closed:
+            if self.plan.mode is Mode.CONTINUOUS and not self._closed:
                 await asyncio.gather(*(self._spawn() for _ in range(self.plan.max_instances)), return_exceptions=True)
 
     # ---- events ----------------------------------------------------------------------------------------------
@@ -171,7 +119,7 @@ class FunctionManager:
         try:
             runner = await self._acquire()
         except Busy:
-            self.hooks.invocation(self.name, trigger["type"], "busy", 0.0, False)
+            self.events.invocation(self.name, trigger["type"], "busy", 0.0, False)
             raise
         cold = runner.id in self._fresh
         self._fresh.discard(runner.id)
@@ -189,7 +137,10 @@ class FunctionManager:
                 self.counts["errors"] += 1
             if outcome == "timeout":
                 self.counts["timeouts"] += 1
-            self.hooks.invocation(self.name, trigger["type"], outcome, time.monotonic() - started, cold)
+                t = self.plan.timeout_s
+                self._note("error", f"event {rid} ran past its timeout of {t:g} s and instance {runner.id} was "
+                           f"killed: raise timeout_s ({t:g}) or make the handler faster", runner.id, rid)  # fmt: skip
+            self.events.invocation(self.name, trigger["type"], outcome, time.monotonic() - started, cold)
             self._dispatch()
 
     async def _acquire(self) -> Runner:
@@ -201,6 +152,10 @@ class FunctionManager:
             return runner
         if self._failed:
             raise Unavailable(f"function '{self.name}' has failed (crash loop); redeploy or restart it")
+        if self._crash_loop and runner is None:
+            # Held events would wait for the backoff (up to restart_backoff_max_s): refuse them now instead.
+            raise Unavailable(f"function '{self.name}' is in backoff after {self.policy.failures} quick exits; "
+                              "it is restarted automatically (see its log)")  # fmt: skip
         fut: asyncio.Future[Runner] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         self._maybe_scale()
@@ -238,15 +193,21 @@ class FunctionManager:
             runner.inflight += 1
             fut.set_result(runner)
 
+    def _fail_waiters(self, error: Exception) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_exception(error)
+
     def _maybe_scale(self) -> None:
-        if self.plan.mode != "on_demand" or self._closed or self._failed:
+        if self.plan.mode is not Mode.ON_DEMAND or self._closed or self._failed:
             return
         ready = [r for r in self._runners.values() if r.state is InstanceState.READY]
         free = sum(self.plan.max_concurrency - r.inflight for r in ready)
         need = len(self._waiters) - free - self._starting * self.plan.max_concurrency
         while need > 0 and len(ready) + self._starting < self.plan.max_instances:
             self._starting += 1  # counted now, so the next event sees this instance coming
-            self._background(self._spawn_for_waiters(), f"spawn-{self.name}")
+            self._tasks.spawn(self._spawn_for_waiters(), f"spawn-{self.name}")
             need -= self.plan.max_concurrency
 
     async def _spawn_for_waiters(self) -> None:
@@ -254,21 +215,17 @@ class FunctionManager:
             await self._spawn(counted=True)
         except FunctionError as exc:
             if not any(r.state is InstanceState.READY for r in self._runners.values()):
-                while self._waiters:
-                    fut = self._waiters.popleft()
-                    if not fut.done():
-                        fut.set_exception(FunctionError("Unhandled", f"the function failed to start: {exc.message}", exc.stack))
+                self._fail_waiters(FunctionError("Unhandled", f"the function failed to start: {exc.message}", exc.stack))
         except Exception as exc:  # noqa: BLE001 — waiters must hear about a sandbox failure
             log.exception("starting an instance of %s failed", self.name)
-            while self._waiters:
-                fut = self._waiters.popleft()
-                if not fut.done():
-                    fut.set_exception(Unavailable(f"cannot start an instance of '{self.name}': {exc}"))
+            self._fail_waiters(Unavailable(f"cannot start an instance of '{self.name}': {exc}"))
 
     # ---- instances -------------------------------------------------------------------------------------------
 
     async def _spawn(self, *, count_cold: bool = True, counted: bool = False) -> Runner:
-        """Start one instance and wait until its worker is ready. Raises FunctionError(InitError) or SandboxError."""
+        """Start one instance and wait until its worker is ready. Raises FunctionError(InitError) or SandboxError.
+
+        Cancellation-safe: an instance started for a cancelled call is killed and waited for."""
         if not counted:
             self._starting += 1
         t0 = time.monotonic()
@@ -292,86 +249,106 @@ class FunctionManager:
             self._starting -= 1
             self.hub.forget(iid)
             inst.kill()
-            await inst.wait()
+            await asyncio.shield(inst.wait())
             raise Unavailable(f"function '{self.name}' is stopping")
-        runner = Runner(inst, on_log=lambda i, f: self.hooks.log(self.name, i, f), on_call=self._call)
+        runner = Runner(inst, on_log=lambda i, f: self.events.log(self.name, i, f), on_call=self._call, tasks=self._tasks)
         self._runners[iid] = runner
         init = {
             "function": {"name": plan.name, "handler": plan.handler, "memory": plan.memory_mb, "timeout": plan.timeout_s,
                          "version": plan.version, "initializer": plan.initializer},
             "config": plan.config, "max_concurrency": plan.max_concurrency,
         }  # fmt: skip
-        self._background(self._serve(runner, streams, init), f"instance-{iid}")
+        self._tasks.spawn(self._serve(runner, streams, init), f"instance-{iid}")
         try:
             await asyncio.wait_for(asyncio.shield(runner.ready), max(15.0, plan.timeout_s))
         except BaseException as exc:
             runner.kill()
-            await asyncio.shield(runner.ended)
+            with contextlib.suppress(BaseException):  # shielded: a cancelled start still waits for the kill
+                await asyncio.shield(runner.ended)
             if isinstance(exc, TimeoutError):
                 raise FunctionError("InitError", "the instance did not become ready in time") from None
             raise
         finally:
             self._starting -= 1
-        self.hooks.instance_event(self.name, iid, "ready")
+        self.events.instance_event(self.name, iid, "ready")
         if count_cold:
             self._fresh.add(iid)
-            seconds = time.monotonic() - t0
             self.counts["cold_starts"] += 1
-            self.hooks.cold_start(self.name, seconds)
+            self.events.cold_start(self.name, time.monotonic() - t0)
         self._dispatch()
         return runner
 
-    async def _serve(self, runner: Runner, streams: Any, init: dict[str, Any]) -> None:
+    async def _serve(self, runner: Runner, streams: asyncio.Future[Streams], init: dict[str, Any]) -> None:
         await runner.run(streams, init)
         self.hub.forget(runner.id)
         self._runners.pop(runner.id, None)
         self._fresh.discard(runner.id)
         self._on_exit(runner)
 
+    def _exit_reason(self, runner: Runner) -> str:
+        status = runner.exit
+        assert status is not None
+        if status.oom:
+            return "oom"
+        if runner.exit_reason in ("timeout", *REQUESTED):
+            return runner.exit_reason  # type: ignore[return-value]
+        if runner.ready.done() and runner.ready.exception() is not None and runner.state is not InstanceState.READY:
+            return "init_error" if status.code >= 0 else "crash"
+        return "crash" if status.code < 0 else "exited"
+
     def _on_exit(self, runner: Runner) -> None:
         status = runner.exit
         assert status is not None
-        self.hooks.instance_event(self.name, runner.id, "exit")
-        if status.oom:
-            reason = "oom"
-        elif runner.exit_reason in ("timeout", "stopped", "idle", "restart", "probe"):
-            reason = runner.exit_reason
-        elif runner.ready.done() and runner.ready.exception() is not None and runner.state is not InstanceState.READY:
-            reason = "init_error" if status.code >= 0 else "crash"
-        else:
-            reason = "crash" if status.code < 0 else "exited"
+        self.events.instance_event(self.name, runner.id, "exit")
+        reason = self._exit_reason(runner)
         if reason != "probe":  # the deploy-time start test of an on_demand function is no exit worth showing
             self.last_exit = {"reason": reason, "code": status.code, "at": time.time(), "instance": runner.id}
-        requested = reason in ("stopped", "idle", "restart", "probe")
-        if not requested:
+        if reason not in REQUESTED:
             self.restarts += 1
-            self.hooks.restart(self.name, reason)
+            self.events.restart(self.name, reason)
             log.warning("instance %s of %s ended: %s (code %s)", runner.id, self.name, reason, status.code)
-        if self.plan.mode == "continuous" and not requested and not self._closed and not self._draining:
+            how = f"signal {-status.code}" if status.code < 0 else f"exit code {status.code}"
+            if reason == "oom":
+                m = self.plan.memory_mb
+                self._note("error", f"instance {runner.id} was killed at its memory limit of {m} MiB: raise memory_mb ({m})", runner.id)
+            elif reason == "init_error":
+                self._note("error", f"instance {runner.id} failed to start ({how}): its module could not be imported "
+                           "or its initializer raised; see the lines above", runner.id)  # fmt: skip
+            elif reason != "timeout":  # a timeout was noted with its event
+                self._note("error", f"instance {runner.id} ended unexpectedly ({how}); see the lines above", runner.id)
+        if self.plan.mode is Mode.CONTINUOUS and reason not in REQUESTED and not self._closed and not self._draining:
             self._schedule_restart(time.monotonic() - runner.started_mono)
         elif self._waiters:
             self._maybe_scale()
 
     def retry_later(self) -> None:
         """A continuous function that could not start (at boot, say): the keep-alive retries it as after a crash."""
-        if self.plan.mode == "continuous" and not self._closed and self._restart_handle is None and not self._failed:
+        if self.plan.mode is Mode.CONTINUOUS and not self._closed and self._restart_handle is None and not self._failed:
             self._schedule_restart(0.0)
 
     def _schedule_restart(self, uptime: float) -> None:
         decision = self.policy.on_exit(uptime)
         if decision.give_up:
             self._failed = True
-            self._backoff = False
-            log.error("%s crash-looped %d times: failed until redeployed or restarted", self.name, self.policy.failures)
-            for fut in self._waiters:
-                if not fut.done():
-                    fut.set_exception(Unavailable(f"function '{self.name}' has failed (crash loop)"))
-            self._waiters.clear()
+            self._crash_loop = False
+            self._note("error", f"crash-looped {self.policy.failures} times: failed until redeployed or restarted")
+            self._fail_waiters(Unavailable(f"function '{self.name}' has failed (crash loop)"))
             return
-        self._backoff = decision.crash_loop
+        self._crash_loop = decision.crash_loop
+        if decision.crash_loop:
+            self._fail_waiters(Unavailable(f"function '{self.name}' is in backoff after {self.policy.failures} quick exits"))
+        self._note("warning" if decision.delay else "info",
+                   f"restarting in {decision.delay:.2f} s (restart {self.restarts}, "
+                   f"{self.policy.failures} quick exit(s) in a row; waits grow up to {self.plan.restart_backoff_max_s:g} s)")  # fmt: skip
+        self._cancel_restart()
         self._restart_handle = asyncio.get_running_loop().call_later(
-            decision.delay, lambda: self._background(self._respawn(), f"respawn-{self.name}")
+            decision.delay, lambda: self._tasks.spawn(self._respawn(), f"respawn-{self.name}") if not self._closed else None
         )
+
+    def _cancel_restart(self) -> None:
+        if self._restart_handle is not None:
+            self._restart_handle.cancel()
+            self._restart_handle = None
 
     async def _respawn(self) -> None:
         self._restart_handle = None
@@ -381,8 +358,8 @@ class FunctionManager:
                 return  # closed, given up, or an explicit restart already brought it back
             try:
                 await self._spawn(count_cold=False)
-                # Up again: `running`. The policy keeps its count, so a quick new crash goes straight back to backoff.
-                self._backoff = False
+                # Up again: `running`. The policy keeps its count, so a quick new crash waits longer.
+                self._crash_loop = False
             except Exception:  # noqa: BLE001 — the exit of the failed instance schedules the next try
                 log.debug("restart of %s failed", self.name, exc_info=True)
 
@@ -397,15 +374,15 @@ class FunctionManager:
             now = time.monotonic()
             for r in list(self._runners.values()):
                 if r.state is InstanceState.READY and r.inflight == 0 and now - r.last_used >= idle:
-                    self._background(self._stop_runner(r, reason="idle"), f"idle-stop-{r.id}")
+                    self._tasks.spawn(self._stop_runner(r, reason="idle"), f"idle-stop-{r.id}")
 
     async def _call(self, op: str, args: dict[str, Any]) -> Any:
-        return await self.hooks.call(self.name, op, args)
+        return await self.calls.call(self.name, op, args)
 
-    def _background(self, coro: Any, name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _note(self, level: str, message: str, instance_id: str = "", request_id: str = "") -> None:
+        """A line about this function in its own log (and so in ``edgefc logs NAME``), from the gateway."""
+        self.events.log(self.name, instance_id, {"level": level, "stream": "gateway", "message": message,
+                                                 "request_id": request_id, "time": time.time()})  # fmt: skip
 
     # ---- status ----------------------------------------------------------------------------------------------
 
@@ -413,25 +390,26 @@ class FunctionManager:
     def state(self) -> FunctionState:
         if self._failed:
             return FunctionState.FAILED
-        if self._backoff:
-            return FunctionState.BACKOFF
         ready = [r for r in self._runners.values() if r.state is InstanceState.READY]
         if not ready:
+            if self._restart_handle is not None or self._crash_loop:
+                return FunctionState.BACKOFF  # waiting for (or making) the next restart after an exit
             return FunctionState.STARTING if self._starting else FunctionState.STOPPED
-        if self.plan.mode == "continuous" or any(r.inflight for r in ready):
+        if self.plan.mode is Mode.CONTINUOUS or any(r.inflight for r in ready):
             return FunctionState.RUNNING
         return FunctionState.IDLE
 
     def runners(self) -> list[Runner]:
         return list(self._runners.values())
 
-    def runner(self, instance_id: str) -> Runner | None:
-        return self._runners.get(instance_id)
+    def ready_runner(self) -> Runner | None:
+        """A ready instance, if there is one."""
+        return next((r for r in self._runners.values() if r.state is InstanceState.READY), None)
 
     def status(self) -> dict[str, Any]:
         return {
             "name": self.name,
-            "mode": self.plan.mode,
+            "mode": self.plan.mode.value,
             "state": self.state.value,
             "isolation": self.plan.isolation,
             "version": self.plan.version,
