@@ -114,6 +114,8 @@ class MqttLink:
         self._loop_thread = 0
         self._sock: Any = None
         self._reading = False
+        self._write_soon = False  # a write is scheduled for the end of this loop step
+        self._watching_write = False  # the socket was full: the loop's writer watch is on
         self._connected_event = asyncio.Event()
         self._subscribed_event = asyncio.Event()
         self._lost_event = asyncio.Event()
@@ -305,18 +307,33 @@ class MqttLink:
             return
         self._pause_reading()
         self._loop.remove_writer(sock)
+        self._watching_write = False
         self._sock = None
         if self._misc is not None:
             self._misc.cancel()
             self._misc = None
 
     def _want_write(self, sock: Any, want: bool) -> None:
+        # paho asks for the writer on the first packet of a burst. Rather than watch the socket (two epoll
+        # changes per burst), write once the current loop step is over; watch only if the socket was full.
         if self._loop is None or sock is not self._sock:
             return
-        if want:
-            self._loop.add_writer(sock, self._client.loop_write)
-        else:
-            self._loop.remove_writer(sock)
+        if not want:
+            if self._watching_write:
+                self._loop.remove_writer(sock)
+                self._watching_write = False
+        elif not self._write_soon:
+            self._write_soon = True
+            self._loop.call_soon(self._write_now, sock)
+
+    def _write_now(self, sock: Any) -> None:
+        self._write_soon = False
+        if sock is not self._sock or self._loop is None:
+            return
+        self._client.loop_write()
+        if self._sock is sock and self._client.want_write() and not self._watching_write:
+            self._loop.add_writer(sock, self._client.loop_write)  # paho unregisters (and we stop) once drained
+            self._watching_write = True
 
     def _resume_reading(self) -> None:
         if self._sock is not None and self._loop is not None and not self._reading:
