@@ -10,6 +10,7 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from typing import BinaryIO
 
 from edgefc.router.message import Message, SourceType
 from edgefc.router.queue import DurableQueue
@@ -17,8 +18,7 @@ from edgefc.router.router import Router
 from edgefc.router.routes import Route, RouteTable
 
 
-async def main(queue_path: Path, delivered_path: Path, count: int) -> None:
-    log = open(delivered_path, "ab", buffering=0)  # noqa: SIM115 — lives as long as the process
+async def main(queue_path: Path, log: BinaryIO, count: int) -> None:
 
     async def deliver(name: str, message: Message) -> None:
         await asyncio.sleep(0.002)
@@ -37,4 +37,5 @@ async def main(queue_path: Path, delivered_path: Path, count: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])))
+    with open(sys.argv[2], "ab", buffering=0) as delivered:
+        asyncio.run(main(Path(sys.argv[1]), delivered, int(sys.argv[3])))

@@ -16,21 +16,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``condition`` until true; fail the test naming ``what`` after ``timeout`` seconds."""
+async def wait_for(condition: Callable[[], bool], within: float, what: str) -> None:
+    """Poll ``condition`` until true; fail the test naming ``what`` after ``within`` seconds."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not condition():
         if loop.time() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+            pytest.fail(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.01)
 
 
-async def wait_async(condition: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+async def wait_async(condition: Callable[[], Awaitable[bool]], within: float, what: str) -> None:
     """Like ``wait_for`` for an async condition."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not await condition():
         if loop.time() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+            pytest.fail(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(0.01)

@@ -69,3 +69,26 @@ async def test_broker_dies_with_a_sigkilled_gateway(tmp_path: Path) -> None:
     gateway.send_signal(signal.SIGKILL)
     await gateway.wait()
     await wait_for(lambda: not psutil.pid_exists(broker_pid), 5, "the orphaned broker to die")
+
+
+async def test_a_taken_port_is_refused_naming_the_setting(tmp_path: Path) -> None:
+    need_binary("mosquitto")
+    import socket
+
+    from edgefc.router.broker import PortTaken
+
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        managed = ManagedBroker(f"127.0.0.1:{port}", tmp_path)
+        try:
+            await managed.start()
+        except PortTaken as exc:
+            assert f"mqtt.listen 127.0.0.1:{port} is already in use" in exc.message
+            assert f"pid {os.getpid()}" in exc.message  # names who holds it
+        else:
+            await managed.stop()
+            raise AssertionError("a broker started on a port someone else listens on")
+        assert managed.pid is None and not (tmp_path / "mosquitto.pid").exists()
+

@@ -14,12 +14,12 @@ from edgefc.scheduler.cron import parse_schedule
 from edgefc.scheduler.timers import TimerService
 
 
-async def _until(condition: object, timeout: float) -> None:
+async def _until(condition: object, within: float) -> None:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within
     while not condition():  # type: ignore[operator]
         if loop.time() > deadline:
-            pytest.fail(f"timed out after {timeout}s")
+            pytest.fail(f"timed out after {within}s")
         await asyncio.sleep(0.01)
 
 

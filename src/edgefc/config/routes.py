@@ -6,10 +6,13 @@ import enum
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, PrivateAttr
 
 from edgefc.config.fields import NAME_RE, Name, describe, require_str
-from edgefc.router.topics import validate_filter, validate_topic
+from edgefc.router.routes import Target, TargetKind
+from edgefc.router.topics import TopicFilter, validate_filter, validate_topic
+
+__all__ = ["RouteSpec", "SourceKind", "Target", "TargetKind", "TopicFilter", "check_topic_filter", "check_topic_name"]
 
 _DEVICE_LEVEL = re.compile(r"[A-Za-z0-9_.:@-]{1,64}|\+")
 
@@ -23,14 +26,6 @@ class SourceKind(enum.StrEnum):
     CLOUD = "cloud"
     API = "api"
     ANY = "any"
-
-
-class TargetKind(enum.StrEnum):
-    """Where a route delivers."""
-
-    FUNCTION = "function"
-    MQTT = "mqtt"
-    CLOUD = "cloud"
 
 
 def check_topic_filter(text: str) -> str:
@@ -112,6 +107,24 @@ class RouteSpec(BaseModel):
     topic: Annotated[str, BeforeValidator(require_str), AfterValidator(check_topic_filter)] = "#"
     target: Annotated[str, BeforeValidator(require_str), AfterValidator(_check_target)]
     qos: Annotated[int, BeforeValidator(_check_qos)] = 0
+    # The parsed values, made once here and carried to the router (which never splits the strings again).
+    _target: Target = PrivateAttr()
+    _topic: TopicFilter = PrivateAttr()
+
+    def model_post_init(self, context: Any) -> None:
+        """Parse ``target`` and ``topic`` (already checked by their validators) into their value objects."""
+        self._target = Target.parse(self.target)
+        self._topic = TopicFilter.parse(self.topic)
+
+    @property
+    def parsed_target(self) -> Target:
+        """The target as a value: ``Target(kind, name)``."""
+        return self._target
+
+    @property
+    def topic_filter(self) -> TopicFilter:
+        """The topic filter as a value with ``.matches()``."""
+        return self._topic
 
     @property
     def source_kind(self) -> SourceKind:
@@ -127,10 +140,9 @@ class RouteSpec(BaseModel):
     @property
     def target_kind(self) -> TargetKind:
         """The kind of target (``function``, ``mqtt``, ``cloud``)."""
-        return TargetKind(self.target.partition(":")[0])
+        return self._target.kind
 
     @property
     def target_id(self) -> str | None:
         """The function name or MQTT topic of the target, or None for ``cloud``."""
-        kind, sep, rest = self.target.partition(":")
-        return rest if sep else None
+        return self._target.name or None

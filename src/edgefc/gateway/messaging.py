@@ -18,7 +18,7 @@ from edgefc.router.message import Message, SourceType
 from edgefc.router.mqtt import MqttLink
 from edgefc.router.queue import DurableQueue
 from edgefc.router.router import Router
-from edgefc.router.routes import RouteTable
+from edgefc.router.routes import RouteTable, TargetKind
 from edgefc.router.topics import validate_topic
 from edgefc.scheduler.timers import TimerService
 
@@ -103,9 +103,10 @@ class Messaging:
         """Problems of a manifest that only this gateway's messaging setup can see."""
         problems = []
         for i, route in enumerate(manifest.routes):
-            if route.target.startswith("mqtt:") and self.config.mqtt.mode is BrokerMode.OFF:
+            kind = route.parsed_target.kind
+            if kind is TargetKind.MQTT and self.config.mqtt.mode is BrokerMode.OFF:
                 problems.append(f"routes[{i}].target: {route.target!r} needs MQTT, but mqtt.broker is off on this gateway")
-            if route.target == "cloud" and not self.config.cloud.mqtt_url:
+            if kind is TargetKind.CLOUD and not self.config.cloud.mqtt_url:
                 problems.append(f"routes[{i}].target: 'cloud' needs cloud.mqtt_url in the gateway configuration")
         return problems
 

@@ -1,30 +1,43 @@
 """The managed MQTT broker: a Mosquitto child process on loopback, restarted when it dies.
 
-The child runs in its own process group (a Ctrl-C to the gateway's terminal is the gateway's to handle) and
-gets SIGTERM from the kernel if the gateway dies (PR_SET_PDEATHSIG), so a SIGKILLed gateway leaves no broker.
-SIGTERM, not SIGKILL: on SIGTERM Mosquitto writes its persistence file, so the QoS 1 messages it already
-acknowledged to devices but not yet handed to the gateway survive and reach the restarted gateway. A restart
-that comes before that old broker is gone waits for it (its pid is in the state dir).
+The child runs in its own session (a Ctrl-C to the gateway's terminal is the gateway's to handle) and gets
+SIGTERM from the kernel if the gateway dies (PR_SET_PDEATHSIG), so a SIGKILLed gateway leaves no broker. The
+death signal is set by util-linux's ``setpriv --pdeathsig`` exec'ing Mosquitto, not by Python code between
+fork and exec (unsafe while other threads hold locks). SIGTERM, not SIGKILL: on SIGTERM Mosquitto writes its
+persistence file, so the QoS 1 messages it already acknowledged to devices but not yet handed to the gateway
+survive and reach the restarted gateway. A restart that comes before that old broker is gone waits for it (its
+pid is in the state dir).
+
+Before starting, the port of ``mqtt.listen`` is checked: taken by someone else, the gateway refuses to start
+with a message naming the setting, rather than talking to a stranger's broker. After starting, the listener is
+confirmed to be our Mosquitto's own socket. Restarts after a crash back off (capped, jittered).
+
+Persistence: with ``durable=True`` (the default) Mosquitto saves its state after every change
+(``autosave_on_changes``), so a broker killed with SIGKILL loses no message it acknowledged; without it, the
+state is saved every ``autosave_interval`` seconds and on a clean stop. docs/routing.md has the figures.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import enum
+import errno
 import logging
 import os
-import random
 import shutil
 import signal
+import socket
 from pathlib import Path
 
+import psutil
+
 from edgefc.errors import Unavailable
+from edgefc.router.backoff import Backoff
 
 log = logging.getLogger("edgefc.broker")
 MOSQUITTO = "/usr/sbin/mosquitto"
-_PR_SET_PDEATHSIG = 1
+SETPRIV = "/usr/bin/setpriv"
 
 
 class BrokerState(enum.Enum):
@@ -40,10 +53,53 @@ def _binary() -> str | None:
     return MOSQUITTO if os.access(MOSQUITTO, os.X_OK) else shutil.which("mosquitto")
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: the kernel kills it when the forking thread's process dies.
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+def _death_signal_prefix() -> list[str]:
+    """``setpriv --pdeathsig TERM`` when util-linux has it: it sets the death signal and execs the broker."""
+    setpriv = SETPRIV if os.access(SETPRIV, os.X_OK) else shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+
+
+class PortTaken(Unavailable):
+    """Raised by ``ManagedBroker.start`` when ``mqtt.listen``'s port is used by another process."""
+
+
+def _port_holder(host: str, port: int) -> str:
+    """Who listens on ``port``, as "pid N (name)" where the system tells us, else ""."""
+    try:
+        for conn in psutil.net_connections(kind="inet"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                with contextlib.suppress(psutil.Error):
+                    return f"pid {conn.pid} ({psutil.Process(conn.pid).name()})"
+                return f"pid {conn.pid}"
+    except (psutil.Error, OSError):
+        pass
+    return ""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Raise PortTaken, naming ``mqtt.listen`` and the holder, when ``host:port`` cannot be bound."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as mosquitto binds: TIME_WAIT is no owner
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise Unavailable(f"mqtt.listen {host}:{port}: {exc.strerror}") from None
+            holder = _port_holder(host, port)
+            raise PortTaken(
+                f"mqtt.listen {host}:{port} is already in use{' by ' + holder if holder else ''}; "
+                "stop that process or set mqtt.listen (EDGEFC_MQTT__LISTEN) to a free host:port"
+            ) from None
+
+
+def _owns_listener(pid: int, port: int) -> bool:
+    """Whether process ``pid`` itself holds a listening socket on ``port``."""
+    try:
+        conns = psutil.Process(pid).net_connections(kind="inet")
+    except psutil.Error:
+        return False
+    return any(c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port for c in conns)
 
 
 class ManagedBroker:
@@ -53,8 +109,9 @@ class ManagedBroker:
     """
 
     def __init__(
-        self, listen: str, state_dir: Path, *, ready_timeout: float = 10.0, backoff_max: float = 30.0
-    ) -> None:
+        self, listen: str, state_dir: Path, *, ready_timeout: float = 10.0, backoff_max: float = 30.0,
+        durable: bool = True,
+    ) -> None:  # fmt: skip
         host, sep, port = listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"mqtt.listen '{listen}' is not host:port")
@@ -62,8 +119,9 @@ class ManagedBroker:
         self.state_dir = Path(state_dir)
         self.state = BrokerState.STOPPED
         self.restarts = 0
+        self.durable = durable
         self._ready_timeout = ready_timeout
-        self._backoff_max = backoff_max
+        self._backoff = Backoff(0.1, backoff_max)
         self._process: asyncio.subprocess.Process | None = None
         self._watch: asyncio.Task[None] | None = None
         self._stopping = False
@@ -94,7 +152,8 @@ class ManagedBroker:
             "persistence true",
             f"persistence_location {self.state_dir}/",
             f"pid_file {self.state_dir / 'mosquitto.pid'}",
-            "autosave_interval 10",
+            # Durable: save after every change, so kill -9 loses nothing acknowledged (see the module docstring).
+            *(["autosave_on_changes true", "autosave_interval 1"] if self.durable else ["autosave_interval 10"]),
             f"log_dest file {self.state_dir / 'mosquitto.log'}",
             "log_type error",
             "log_type warning",
@@ -115,6 +174,7 @@ class ManagedBroker:
             raise Unavailable("mosquitto is not installed (apt-get install mosquitto)")
         self._stopping = False
         await self._wait_for_previous()
+        check_port_free(self.host, self.port)
         await self._spawn()
         self._watch = asyncio.create_task(self._keep_alive(), name="mqtt-broker-watch")
 
@@ -163,6 +223,7 @@ class ManagedBroker:
         config = await asyncio.to_thread(self.write_config)
         self.state = BrokerState.STARTING
         self._process = await asyncio.create_subprocess_exec(
+            *_death_signal_prefix(),
             binary,
             "-c",
             str(config),
@@ -170,7 +231,6 @@ class ManagedBroker:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
         )
         if not await self._wait_ready(self._process):
             await _terminate(self._process, 1.0)
@@ -178,6 +238,15 @@ class ManagedBroker:
             raise Unavailable(
                 f"mosquitto did not accept connections on {self.host}:{self.port} within "
                 f"{self._ready_timeout}s (see {self.state_dir / 'mosquitto.log'})"
+            )
+        if not await asyncio.to_thread(_owns_listener, self._process.pid, self.port):
+            # Something else answered on the port (it was taken between our check and mosquitto's bind).
+            await _terminate(self._process, 1.0)
+            self.state = BrokerState.STOPPED
+            holder = await asyncio.to_thread(_port_holder, self.host, self.port)
+            raise PortTaken(
+                f"mqtt.listen {self.host}:{self.port} is served by {holder or 'another process'}, not by the "
+                "Mosquitto edgefc started; set mqtt.listen (EDGEFC_MQTT__LISTEN) to a free host:port"
             )
         self.state = BrokerState.RUNNING
         log.info("mosquitto %d listening on %s:%d", self._process.pid, self.host, self.port)
@@ -197,20 +266,23 @@ class ManagedBroker:
         return False
 
     async def _keep_alive(self) -> None:
-        delay = 0.1
+        loop = asyncio.get_running_loop()
         while not self._stopping:
             assert self._process is not None
+            started = loop.time()
             code = await self._process.wait()
             if self._stopping:
                 return
+            if loop.time() - started > 10.0:
+                self._backoff.reset()  # it ran for a while: this is a new failure, not a crash loop
             self.restarts += 1
             self.state = BrokerState.BACKOFF
-            log.warning("mosquitto exited with %s; restarting in %.1fs", code, delay)
-            await asyncio.sleep(delay * (0.5 + random.random() / 2))
-            delay = min(delay * 2, self._backoff_max)
+            delay = self._backoff.next()
+            log.warning("mosquitto exited with %s; restarting in %.2fs", code, delay)
+            await asyncio.sleep(delay)
             try:
+                check_port_free(self.host, self.port)
                 await self._spawn()
-                delay = 0.1
             except (Unavailable, OSError) as exc:
                 log.error("restarting mosquitto failed: %s", exc)
                 self.state = BrokerState.BACKOFF

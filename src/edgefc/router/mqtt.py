@@ -1,22 +1,27 @@
 """An MQTT v5 connection (paho-mqtt 2) for the router: the local broker or the cloud's upstream broker.
 
-paho's network loop runs in its own thread; incoming messages are handed to the event loop with
-``call_soon_threadsafe`` and acknowledged (manual ack) only after ``on_message`` returned, so a QoS 1 message
-the router has not accepted is not acked. Reconnects back off, capped and jittered, from a supervisor thread.
-Overlapping subscriptions: each filter gets its own MQTT v5 subscription identifier, and of the copies a
-broker sends for one publication only the one for the lowest matching identifier is passed on.
+paho runs on the gateway's event loop through its public socket callbacks, as aiomqtt does: ``on_socket_open``
+adds a reader that calls ``loop_read``, ``on_socket_register_write``/``unregister_write`` add and remove a
+writer that calls ``loop_write``, and a task calls ``loop_misc`` for keep-alives. Every paho callback therefore
+runs on the loop; no thread of ours touches the client. The one blocking step, ``connect`` (name resolution
+and the TCP handshake), runs in the default executor, as aiomqtt does; the socket callbacks it triggers are
+passed to the loop.
+
+Incoming QoS 1 messages are acknowledged (manual ack) only after the router took them, so a message the router
+has not accepted stays in the broker's session. Reconnects back off, capped and jittered. Overlapping
+subscriptions: each filter gets its own MQTT v5 subscription identifier, and of the copies a broker sends for
+one publication only the one for the lowest matching identifier is passed on.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
-import contextlib
 import enum
+import functools
 import logging
-import random
+import socket
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -26,11 +31,13 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edgefc.errors import Unavailable
-from edgefc.router import topics
+from edgefc.router.backoff import Backoff
 from edgefc.router.message import Message, SourceType
+from edgefc.router.topics import TopicFilter
 
 log = logging.getLogger("edgefc.mqtt")
 _SESSION_EXPIRY_S = 86400
+_READS_PER_WAKEUP = 256  # packets read per readable event before giving other callbacks a turn
 
 
 class LinkState(enum.Enum):
@@ -63,7 +70,8 @@ class MqttLink:
     the message's place (as ``Router.publish`` does) before its first ``await``. ``on_message_nowait``, when
     given, is tried first for a message that no earlier one is still being handled ahead of: it handles the
     message at once and returns True, or does nothing and returns False (then ``on_message`` gets it), which
-    saves a task per message on the common path.
+    saves a task per message on the common path. While ``inbound_limit`` messages are being handled the link
+    stops reading its socket, which pushes back on the broker.
 
     Raises ValueError at construction for a URL that does not parse.
     """
@@ -93,34 +101,32 @@ class MqttLink:
         self._on_message_nowait = on_message_nowait
         self._persistent = persistent_session
         self._keepalive = keepalive
-        self._backoff = (backoff_min, backoff_max)
+        self._backoff = Backoff(backoff_min, backoff_max)
         self._publish_timeout = publish_timeout
-        self._inbound_slots = threading.Semaphore(inbound_limit)  # backpressure onto the broker's socket
-        self._subs: dict[str, int] = {}  # filter → subscription identifier
+        self._inbound_limit = inbound_limit
+        self._subs: dict[TopicFilter, int] = {}  # filter → subscription identifier
         self._lowest_sub: dict[str, int | None] = {}  # topic → lowest identifier of our filters matching it
-        self._subs_lock = threading.Lock()
         self._next_sub_id = 1
         self._unacked_subs: set[int] = set()  # SUBSCRIBE mids still waiting for their SUBACK
         self._acks: dict[int, asyncio.Future[None]] = {}
-        self._stopping = threading.Event()
-        self._wake_lock = threading.Lock()  # paho's wake-up socket: swapped by the supervisor, muted by burst
-        self._lost = threading.Event()
+        self._generation = 0  # connection number: a message is acked only on the connection it came on
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._connected_event: asyncio.Event | None = None
-        self._subscribed_event: asyncio.Event | None = None
-        # Incoming messages wait in a deque; the loop is woken once per burst, not once per message.
-        self._inbox: collections.deque[tuple[Message, int, int]] = collections.deque()
-        self._inbox_lock = threading.Lock()
-        self._inbox_signalled = False
-        self._inbox_event: asyncio.Event | None = None
+        self._loop_thread = 0
+        self._sock: Any = None
+        self._reading = False
+        self._write_soon = False  # a write is scheduled for the end of this loop step
+        self._watching_write = False  # the socket was full: the loop's writer watch is on
+        self._connected_event = asyncio.Event()
+        self._subscribed_event = asyncio.Event()
+        self._lost_event = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
-        self._consumer: asyncio.Task[None] | None = None
-        self._supervisor: threading.Thread | None = None
+        self._supervisor: asyncio.Task[None] | None = None
+        self._misc: asyncio.Task[None] | None = None
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
             protocol=MQTTProtocolVersion.MQTTv5,
-            reconnect_on_failure=False,  # the supervisor reconnects, with jitter
+            reconnect_on_failure=False,  # the supervisor task reconnects, with jitter
             manual_ack=True,
         )
         self._client.on_connect = self._handle_connect
@@ -128,6 +134,10 @@ class MqttLink:
         self._client.on_message = self._handle_message
         self._client.on_publish = self._handle_publish
         self._client.on_subscribe = self._handle_subscribe
+        self._client.on_socket_open = self._socket_open
+        self._client.on_socket_close = self._socket_close
+        self._client.on_socket_register_write = self._socket_register_write
+        self._client.on_socket_unregister_write = self._socket_unregister_write
 
     @property
     def connected(self) -> bool:
@@ -137,69 +147,62 @@ class MqttLink:
     async def start(self) -> None:
         """Start connecting in the background (returns at once; see ``wait_connected``)."""
         self._loop = asyncio.get_running_loop()
-        self._connected_event = asyncio.Event()
-        self._subscribed_event = asyncio.Event()
-        self._inbox_event = asyncio.Event()
-        self._consumer = asyncio.create_task(self._consume(), name=f"mqtt-in:{self.client_id}")
+        self._loop_thread = threading.get_ident()
         self.state = LinkState.CONNECTING
-        self._supervisor = threading.Thread(
-            target=self._supervise, name=f"mqtt-link:{self.client_id}", daemon=True
-        )
-        self._supervisor.start()
+        self._supervisor = asyncio.create_task(self._supervise(), name=f"mqtt-link:{self.client_id}")
 
-    async def wait_connected(self, timeout: float) -> bool:
-        """Wait until connected; False when ``timeout`` seconds passed first."""
-        assert self._connected_event is not None, "start() first"
+    async def wait_connected(self, within: float) -> bool:
+        """Wait until connected; False when ``within`` seconds passed first."""
         try:
-            await asyncio.wait_for(self._connected_event.wait(), timeout)
+            await asyncio.wait_for(self._connected_event.wait(), within)
         except TimeoutError:
             return False
         return True
 
-    async def wait_subscribed(self, timeout: float) -> bool:
-        """Wait until connected and every subscription has its SUBACK; False after ``timeout`` seconds."""
-        assert self._subscribed_event is not None, "start() first"
+    async def wait_subscribed(self, within: float) -> bool:
+        """Wait until connected and every subscription has its SUBACK; False after ``within`` seconds."""
         try:
-            await asyncio.wait_for(self._subscribed_event.wait(), timeout)
+            await asyncio.wait_for(self._subscribed_event.wait(), within)
         except TimeoutError:
             return False
         return True
 
     async def close(self) -> None:
-        """Disconnect, stop the threads and the consumer; pending publishes fail with Unavailable."""
+        """Disconnect and stop every task of the link; pending publishes fail with Unavailable."""
         if self.state is LinkState.CLOSED:
             return
+        was_connected = self.connected
         self.state = LinkState.CLOSED
-        self._stopping.set()
-        self._client.disconnect()
-        if self._supervisor is not None:
-            await asyncio.to_thread(self._supervisor.join, 10)
-        tasks = [task for task in (self._consumer, *self._in_flight) if task is not None]
+        tasks = [t for t in (self._supervisor, *self._in_flight) if t is not None]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
+        if was_connected:
+            self._client.disconnect()  # queued; the writer sends it, then paho closes the socket
+            try:
+                await asyncio.wait_for(self._lost_event.wait(), 2.0)
+            except TimeoutError:
+                pass
+        if self._sock is not None:
+            self._detach(self._sock)
+            self._sock.close()  # paho's own close already ran for a clean DISCONNECT; this is the fallback
         self._fail_pending("link closed")
 
-    def set_subscriptions(self, filters: Iterable[str]) -> None:
+    def set_subscriptions(self, filters: Iterable[str | TopicFilter]) -> None:
         """Subscribe to exactly ``filters`` (QoS 1); kept across reconnects. Raises ValueError for a bad filter."""
-        wanted = set(filters)
-        for topic_filter in wanted:
-            problem = topics.validate_filter(topic_filter)
-            if problem:
-                raise ValueError(f"subscription filter: {problem}")
-        with self._subs_lock:
-            removed = [f for f in self._subs if f not in wanted]
-            added = {}
-            for topic_filter in sorted(wanted - self._subs.keys()):
-                added[topic_filter] = self._next_sub_id
-                self._next_sub_id += 1
-            for topic_filter in removed:
-                del self._subs[topic_filter]
-            self._subs.update(added)
-            self._lowest_sub.clear()
+        wanted = {f if isinstance(f, TopicFilter) else TopicFilter.parse(f) for f in filters}
+        removed = [f for f in self._subs if f not in wanted]
+        added = {}
+        for topic_filter in sorted(wanted - self._subs.keys(), key=str):
+            added[topic_filter] = self._next_sub_id
+            self._next_sub_id += 1
+        for topic_filter in removed:
+            del self._subs[topic_filter]
+        self._subs.update(added)
+        self._lowest_sub.clear()
         if self.connected:
             if removed:
-                self._client.unsubscribe(removed)
+                self._client.unsubscribe([str(f) for f in removed])
             for topic_filter, sub_id in added.items():
                 self._subscribe(topic_filter, sub_id)
 
@@ -213,7 +216,7 @@ class MqttLink:
         if qos == 0:
             return
         assert self._loop is not None
-        # Registered before the next loop step; the PUBACK is resolved on the loop, so it cannot come first.
+        # paho reports the PUBACK from loop_read, on this loop: it cannot come before this line.
         future = self._loop.create_future()
         self._acks[info.mid] = future
         try:
@@ -224,31 +227,12 @@ class MqttLink:
             self._acks.pop(info.mid, None)
 
     def publish_nowait(self, topic: str, payload: bytes) -> None:
-        """Publish at QoS 0 without waiting for anything; raises Unavailable as ``publish`` does."""
-        self._publish(topic, payload, 0)
+        """Publish at QoS 0 without waiting for anything; raises Unavailable as ``publish`` does.
 
-    @contextlib.contextmanager
-    def burst(self) -> Iterator[None]:
-        """Publishes made inside wake paho's network thread once, at the end, instead of once each.
-
-        paho writes a byte to its wake-up socket on every publish from another thread (a syscall, and a wakeup
-        of the network thread for each message); its network thread never writes to that socket itself.
+        Publishes made in one loop step leave in one write burst: paho only queues them and asks for the
+        writer, which runs once the step is over.
         """
-        if not hasattr(self._client, "_sockpairW"):  # a paho without that private: one wake-up per publish, still correct
-            yield
-            return
-        with self._wake_lock:
-            client = self._client
-            wake, client._sockpairW = client._sockpairW, None
-            try:
-                yield
-            finally:
-                client._sockpairW = wake
-                if wake is not None:
-                    try:
-                        wake.send(b"0")
-                    except OSError:  # BlockingIOError: a wake-up is pending anyway; else the link is going
-                        pass
+        self._publish(topic, payload, 0)
 
     def _publish(self, topic: str, payload: bytes, qos: int) -> paho.MQTTMessageInfo:
         if not self.connected:
@@ -262,211 +246,211 @@ class MqttLink:
         self.stats["published"] += 1
         return info
 
-    # -- paho thread side ------------------------------------------------------------------------------
+    # -- connection lifetime ---------------------------------------------------------------------------
 
-    def _supervise(self) -> None:
-        delay = self._backoff[0]
-        while not self._stopping.is_set():
-            self._lost.clear()
+    async def _supervise(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            self._lost_event.clear()
             properties = Properties(PacketTypes.CONNECT)
             if self._persistent:
                 properties.SessionExpiryInterval = _SESSION_EXPIRY_S
             try:
-                self._client.connect(
-                    self.host,
-                    self.port,
-                    self._keepalive,
-                    clean_start=not self._persistent,
-                    properties=properties,
-                )
+                # Name resolution and the TCP handshake block: the executor takes them (aiomqtt does the same).
+                await loop.run_in_executor(None, functools.partial(
+                    self._client.connect, self.host, self.port, self._keepalive,
+                    clean_start=not self._persistent, properties=properties,
+                ))  # fmt: skip
             except OSError as exc:
                 log.debug("connect to %s failed: %s", self.url, exc)
             else:
-                with self._wake_lock:
-                    self._client.loop_start()
-                while not self._stopping.is_set() and not self._lost.wait(0.2):
-                    pass
-                self._client.loop_stop()
-                # loop_start makes a fresh wake-up socket pair each time and nothing closes the old one.
-                with self._wake_lock:
-                    self._client._reset_sockets(sockpair_only=True)
-                if self.stats["connects"] and self._lost.is_set():
-                    delay = self._backoff[0]  # a session that worked starts the backoff over
-            if self._stopping.is_set():
-                break
+                await self._lost_event.wait()
+                if self.stats["connects"]:
+                    self._backoff.reset()  # a session that worked starts the backoff over
             # Jitter spreads the reconnects of many gateways after a shared broker restarts.
-            self._stopping.wait(delay * (0.5 + random.random() / 2))
-            delay = min(delay * 2, self._backoff[1])
+            await asyncio.sleep(self._backoff.next())
 
-    def _handle_connect(
-        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any
-    ) -> None:
+    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn`` on the loop: now when called there, else as soon as the loop gets to it."""
+        if threading.get_ident() == self._loop_thread:
+            fn(*args)
+        elif self._loop is not None:
+            try:
+                self._loop.call_soon_threadsafe(fn, *args)
+            except RuntimeError:  # the loop is closed: nobody is left to care about this socket
+                pass
+
+    def _socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._on_loop(self._attach, sock)
+
+    def _socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._on_loop(self._detach, sock)
+
+    def _socket_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._on_loop(self._want_write, sock, True)
+
+    def _socket_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
+        self._on_loop(self._want_write, sock, False)
+
+    def _attach(self, sock: Any) -> None:
+        assert self._loop is not None
+        if self.state is LinkState.CLOSED:
+            sock.close()
+            return
+        self._sock = sock
+        self._resume_reading()
+        if self._misc is None or self._misc.done():
+            self._misc = asyncio.create_task(self._misc_loop(), name=f"mqtt-misc:{self.client_id}")
+
+    def _detach(self, sock: Any) -> None:
+        if self._sock is not sock or self._loop is None:
+            return
+        self._pause_reading()
+        self._loop.remove_writer(sock)
+        self._watching_write = False
+        self._sock = None
+        if self._misc is not None:
+            self._misc.cancel()
+            self._misc = None
+
+    def _want_write(self, sock: Any, want: bool) -> None:
+        # paho asks for the writer on the first packet of a burst. Rather than watch the socket (two epoll
+        # changes per burst), write once the current loop step is over; watch only if the socket was full.
+        if self._loop is None or sock is not self._sock:
+            return
+        if not want:
+            if self._watching_write:
+                self._loop.remove_writer(sock)
+                self._watching_write = False
+        elif not self._write_soon:
+            self._write_soon = True
+            self._loop.call_soon(self._write_now, sock)
+
+    def _write_now(self, sock: Any) -> None:
+        self._write_soon = False
+        if sock is not self._sock or self._loop is None:
+            return
+        self._client.loop_write()
+        if self._sock is sock and self._client.want_write() and not self._watching_write:
+            self._loop.add_writer(sock, self._client.loop_write)  # paho unregisters (and we stop) once drained
+            self._watching_write = True
+
+    def _resume_reading(self) -> None:
+        if self._sock is not None and self._loop is not None and not self._reading:
+            self._loop.add_reader(self._sock, self._readable)
+            self._reading = True
+
+    def _pause_reading(self) -> None:
+        if self._sock is not None and self._loop is not None and self._reading:
+            self._loop.remove_reader(self._sock)
+            self._reading = False
+
+    def _readable(self) -> None:
+        # paho's loop_read handles about one packet per call; read on while the socket has more, so one
+        # wake-up of the loop takes a whole burst.
+        sock = self._sock
+        for _ in range(_READS_PER_WAKEUP):
+            if self._client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is not sock:
+                return
+            if not self._reading:
+                return
+            try:
+                if not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
+                    return
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return  # paho sees the error on its next read
+
+    async def _misc_loop(self) -> None:
+        # paho's keep-alive clock: it pings and notices a dead broker from here, once a second.
+        while True:
+            if self._client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                return
+            await asyncio.sleep(1.0)
+
+    # -- paho callbacks (all on the loop) ----------------------------------------------------------------
+
+    def _handle_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if reason.is_failure:
             log.warning("MQTT broker %s refused the connection: %s", self.url, reason)
             client.disconnect()
             return
         self.stats["connects"] += 1
-        if self._stopping.is_set():
+        self._generation += 1
+        if self.state is LinkState.CLOSED:
             return
-        with self._subs_lock:
-            self._unacked_subs = {-1}  # holds "subscribed" back until the resubscriptions below are sent
         self.state = LinkState.CONNECTED
         log.info("connected to MQTT broker %s as %s", self.url, self.client_id)
-        with self._subs_lock:
-            subs = dict(self._subs)
-        for topic_filter, sub_id in subs.items():
+        self._unacked_subs = set()
+        for topic_filter, sub_id in self._subs.items():
             self._subscribe(topic_filter, sub_id)
-        with self._subs_lock:
-            self._unacked_subs.discard(-1)
-        self._to_loop(self._mark_connected, True)
+        self._connected_event.set()
+        self._mark_subscribed()
 
-    def _handle_disconnect(
-        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any
-    ) -> None:
+    def _handle_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
         if self.state is not LinkState.CLOSED:
             self.state = LinkState.CONNECTING
             log.warning("lost MQTT broker %s: %s", self.url, reason)
-        self._lost.set()
-        self._to_loop(self._mark_connected, False)
-        self._to_loop(self._fail_pending, f"connection to {self.url} lost")
+        self._lost_event.set()
+        self._connected_event.clear()
+        self._mark_subscribed()
+        self._fail_pending(f"connection to {self.url} lost")
 
     def _handle_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
-        self._to_loop(self._resolve_ack, mid, None if not reason.is_failure else str(reason))
+        future = self._acks.get(mid)
+        if future is None or future.done():
+            return
+        if reason.is_failure:
+            future.set_exception(Unavailable(f"broker {self.url} refused the message: {reason}"))
+        else:
+            future.set_result(None)
 
     def _handle_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        qos = msg.qos
         if self._is_duplicate(msg):
             self.stats["duplicates"] += 1
-            if msg.qos:
-                client.ack(msg.mid, msg.qos)
+            if qos:
+                client.ack(msg.mid, qos)
             return
         self.stats["received"] += 1
         source_id = ""
         for key, value in getattr(msg.properties, "UserProperty", None) or []:
             if key == "client_id":
                 source_id = value
-        message = Message(msg.topic, bytes(msg.payload), self.source_type, source_id, min(msg.qos, 1))
-        while not self._inbound_slots.acquire(timeout=0.5):
-            if self._stopping.is_set():
+        message = Message(msg.topic, bytes(msg.payload), self.source_type, source_id, min(qos, 1))
+        nowait = self._on_message_nowait
+        # Without a message still in flight ahead of this one, handling it right here keeps the order.
+        if nowait is not None and not self._in_flight:
+            handled = self._handle_nowait(nowait, message)
+            if handled is not None:
+                if handled and qos:
+                    client.ack(msg.mid, qos)
                 return
-        with self._inbox_lock:
-            self._inbox.append((message, msg.mid, msg.qos))
-            signal, self._inbox_signalled = not self._inbox_signalled, True
-        if signal and self._inbox_event is not None:
-            self._to_loop(self._inbox_event.set)
+        # One task per message, started in arrival order: the router takes each message's place in its
+        # queues before its first await, so order holds while durable commits overlap.
+        task = asyncio.create_task(self._handle(message, msg.mid, qos, self._generation))
+        self._in_flight.add(task)
+        task.add_done_callback(self._handled)
+        if len(self._in_flight) >= self._inbound_limit:
+            self._pause_reading()  # backpressure: the broker's socket fills, then the broker queues
 
-    def _is_duplicate(self, msg: paho.MQTTMessage) -> bool:
-        ids = getattr(msg.properties, "SubscriptionIdentifier", None)
-        if not ids:
-            return False
-        topic = msg.topic
-        with self._subs_lock:
-            if topic in self._lowest_sub:
-                lowest = self._lowest_sub[topic]
-            else:
-                ours = [sid for f, sid in self._subs.items() if topics.matches(f, topic)]
-                lowest = min(ours) if ours else None
-                if len(self._lowest_sub) >= 4096:
-                    self._lowest_sub.clear()  # topic sets are small in practice; a reset keeps this bounded
-                self._lowest_sub[topic] = lowest
-        return lowest is not None and lowest not in ids
-
-    def _subscribe(self, topic_filter: str, sub_id: int) -> None:
-        properties = Properties(PacketTypes.SUBSCRIBE)
-        properties.SubscriptionIdentifier = sub_id
-        with self._subs_lock:
-            _, mid = self._client.subscribe(topic_filter, qos=1, properties=properties)
-            if mid is not None:
-                self._unacked_subs.add(mid)
-        self._to_loop(self._mark_subscribed)
-
-    def _handle_subscribe(
-        self, client: paho.Client, userdata: Any, mid: int, reasons: Any, props: Any
-    ) -> None:
-        for reason in reasons:
-            if reason.is_failure:
-                log.warning("MQTT broker %s refused a subscription: %s", self.url, reason)
-        with self._subs_lock:
-            self._unacked_subs.discard(mid)
-        self._to_loop(self._mark_subscribed)
-
-    def _to_loop(self, fn: Callable[..., Any], *args: Any) -> None:
-        if self._loop is None:
-            return
+    def _handle_nowait(self, nowait: Callable[[Message], bool], message: Message) -> bool | None:
+        """True: routed; None: not for the quick path (the task path takes it); False: routing failed, and
+        the message stays unacknowledged (the broker sends a QoS 1 one again on the next connection)."""
         try:
-            self._loop.call_soon_threadsafe(fn, *args)
-        except RuntimeError:  # the loop is closed: the gateway is gone, nobody waits for this any more
-            pass
-
-    # -- event loop side -------------------------------------------------------------------------------
-
-    def _mark_connected(self, up: bool) -> None:
-        if self._connected_event is None:
-            return
-        if up:
-            self._connected_event.set()
-        else:
-            self._connected_event.clear()
-        self._mark_subscribed()
-
-    def _mark_subscribed(self) -> None:
-        if self._subscribed_event is None:
-            return
-        with self._subs_lock:
-            done = self.connected and not self._unacked_subs
-        if done:
-            self._subscribed_event.set()
-        else:
-            self._subscribed_event.clear()
-
-    def _resolve_ack(self, mid: int, error: str | None) -> None:
-        future = self._acks.get(mid)
-        if future is None or future.done():
-            return
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(Unavailable(f"broker {self.url} refused the message: {error}"))
-
-    def _fail_pending(self, why: str) -> None:
-        for future in self._acks.values():
-            if not future.done():
-                future.set_exception(Unavailable(why))
-
-    async def _consume(self) -> None:
-        assert self._inbox_event is not None
-        while True:
-            await self._inbox_event.wait()
-            self._inbox_event.clear()
-            with self._inbox_lock:
-                batch = list(self._inbox)
-                self._inbox.clear()
-                self._inbox_signalled = False
-            nowait = self._on_message_nowait
-            for message, mid, qos in batch:
-                # Without a message still in flight ahead of this one, handling it right here keeps the order.
-                if nowait and not self._in_flight and self._handle_nowait(nowait, message, mid, qos):
-                    continue
-                # One task per message, started in arrival order: the router takes each message's place in
-                # its queues before its first await, so order holds while durable commits overlap.
-                task = asyncio.create_task(self._handle(message, mid, qos))
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
-
-    def _handle_nowait(self, nowait: Callable[[Message], bool], message: Message, mid: int, qos: int) -> bool:
-        try:
-            if not nowait(message):
-                return False
+            return True if nowait(message) else None
         except Exception:
             self.stats["handler_errors"] += 1
             log.exception("routing MQTT message on %s failed; left unacknowledged", message.topic)
-            self._inbound_slots.release()
-            return True
-        self._inbound_slots.release()
-        if qos and self.connected:
-            self._client.ack(mid, qos)
-        return True
+            return False
 
-    async def _handle(self, message: Message, mid: int, qos: int) -> None:
+    def _handled(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.discard(task)
+        if len(self._in_flight) < self._inbound_limit // 2 and self.state is not LinkState.CLOSED:
+            self._resume_reading()
+
+    async def _handle(self, message: Message, mid: int, qos: int, generation: int) -> None:
         try:
             if self._on_message is not None:
                 await self._on_message(message)
@@ -477,7 +461,48 @@ class MqttLink:
             self.stats["handler_errors"] += 1
             log.exception("routing MQTT message on %s failed; left unacknowledged", message.topic)
             return
-        finally:
-            self._inbound_slots.release()
-        if qos and self.connected:
+        # A mid names a message only on the connection it came on; after a reconnect the broker sends the
+        # unacknowledged ones again (the router keeps the duplicate's id apart only by its content).
+        if qos and self.connected and generation == self._generation:
             self._client.ack(mid, qos)
+
+    def _is_duplicate(self, msg: paho.MQTTMessage) -> bool:
+        ids = getattr(msg.properties, "SubscriptionIdentifier", None)
+        if not ids:
+            return False
+        topic = msg.topic
+        if topic in self._lowest_sub:
+            lowest = self._lowest_sub[topic]
+        else:
+            ours = [sid for f, sid in self._subs.items() if f.matches(topic)]
+            lowest = min(ours) if ours else None
+            if len(self._lowest_sub) >= 4096:
+                self._lowest_sub.clear()  # topic sets are small in practice; a reset keeps this bounded
+            self._lowest_sub[topic] = lowest
+        return lowest is not None and lowest not in ids
+
+    def _subscribe(self, topic_filter: TopicFilter, sub_id: int) -> None:
+        properties = Properties(PacketTypes.SUBSCRIBE)
+        properties.SubscriptionIdentifier = sub_id
+        _, mid = self._client.subscribe(str(topic_filter), qos=1, properties=properties)
+        if mid is not None:
+            self._unacked_subs.add(mid)
+        self._mark_subscribed()
+
+    def _handle_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
+        for reason in reasons:
+            if reason.is_failure:
+                log.warning("MQTT broker %s refused a subscription: %s", self.url, reason)
+        self._unacked_subs.discard(mid)
+        self._mark_subscribed()
+
+    def _mark_subscribed(self) -> None:
+        if self.connected and not self._unacked_subs:
+            self._subscribed_event.set()
+        else:
+            self._subscribed_event.clear()
+
+    def _fail_pending(self, why: str) -> None:
+        for future in self._acks.values():
+            if not future.done():
+                future.set_exception(Unavailable(why))

@@ -4,6 +4,10 @@ A message is committed (``synchronous=FULL``) before ``put`` returns and deleted
 kept in memory: after a crash every message that was in flight is simply ready again (at least once).
 Concurrent ``aput``/``aack`` calls are grouped into one transaction, so many publishers share one fsync.
 
+Every SQLite call of the ``a…`` methods runs in the queue's one thread; the event loop never waits for the
+database lock or an fsync. The only things the loop touches directly are the lease set (its own small lock,
+never held across I/O) and the ``version`` counter.
+
 Full policy: the queue counts the bytes of every stored message, dead letters included; a ``put`` that would
 pass ``max_bytes`` raises :class:`~edgefc.errors.QueueFull` (HTTP 503) and nothing accepted is ever dropped.
 """
@@ -12,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import random
 import sqlite3
 import threading
 import time
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from edgefc.errors import NotFound, QueueFull
+from edgefc.router.backoff import backoff_delay
 from edgefc.router.message import Message
 
 T = TypeVar("T")
@@ -123,7 +127,8 @@ class DurableQueue:
         self._db.executescript(_SCHEMA)
         self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="edgefc-queue")
-        self._leased: set[int] = set()
+        self._leased: dict[int, str] = {}  # queue id → target, of messages handed out and not yet settled
+        self._lease_lock = threading.Lock()  # never held across database work, so the loop may take it
         self._pending: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
         self._pending_lock = threading.Lock()
         self._flush_scheduled = False
@@ -190,26 +195,38 @@ class DurableQueue:
                 f"SELECT {_COLUMNS}, ready_at FROM messages WHERE target = ? ORDER BY id LIMIT ?",
                 (target, limit + len(self._leased)),
             ).fetchall()
-            leased: list[QueuedMessage] = []
+        leased: list[QueuedMessage] = []
+        with self._lease_lock:
             for row in rows:
                 if row[0] in self._leased:
                     continue
                 if row[10] > now:
                     return leased, (None if leased else row[10] - now)
                 leased.append(QueuedMessage(row[0], row[1], _message_from(row), row[9]))
-                self._leased.add(row[0])
+                self._leased[row[0]] = target
                 if len(leased) >= limit:
                     break
-            return leased, None
+        return leased, None
 
     async def alease(self, target: str, limit: int = 64) -> tuple[list[QueuedMessage], float | None]:
         """``lease`` from the event loop."""
         return await self._in_thread(lambda: self.lease(target, limit))
 
     def release(self, queue_ids: Iterable[int]) -> None:
-        """Give leased messages back without a verdict (delivery was cancelled); they are ready again."""
-        with self._lock:
-            self._leased.difference_update(queue_ids)
+        """Give leased messages back without a verdict (delivery was cancelled); they are ready again.
+
+        Safe on the event loop: it never waits for the database.
+        """
+        with self._lease_lock:
+            for queue_id in queue_ids:
+                self._leased.pop(queue_id, None)
+            self.version += 1
+
+    def release_all(self, target: str) -> None:
+        """Give back every message of ``target`` still leased (its lane restarts); safe on the event loop."""
+        with self._lease_lock:
+            for queue_id in [i for i, t in self._leased.items() if t == target]:
+                del self._leased[queue_id]
             self.version += 1
 
     def deadletters(self, limit: int = 1000) -> list[DeadLetter]:
@@ -349,12 +366,14 @@ class DurableQueue:
 
     def _delete(self, queue_id: int) -> None:
         row = self._db.execute("DELETE FROM messages WHERE id = ? RETURNING size", (queue_id,)).fetchone()
-        self._leased.discard(queue_id)
+        with self._lease_lock:
+            self._leased.pop(queue_id, None)
         if row is not None:
             self._bytes -= row[0]
 
     def _fail(self, queue_id: int, error: str) -> FailOutcome:
-        self._leased.discard(queue_id)
+        with self._lease_lock:
+            self._leased.pop(queue_id, None)
         row = self._db.execute("SELECT attempts FROM messages WHERE id = ?", (queue_id,)).fetchone()
         if row is None:
             raise NotFound(f"no queued message with id {queue_id}")
@@ -367,8 +386,8 @@ class DurableQueue:
             )
             self._db.execute("DELETE FROM messages WHERE id = ?", (queue_id,))
             return FailOutcome.DEAD
-        delay = min(self.backoff_max, self.backoff_base * 2 ** (attempts - 1))
-        delay *= 0.5 + random.random() / 2  # jitter so a fleet of retries does not arrive in lockstep
+        # Jittered so a fleet of retries does not arrive in lockstep.
+        delay = backoff_delay(attempts, self.backoff_base, self.backoff_max)
         self._db.execute(
             "UPDATE messages SET attempts = ?, ready_at = ?, last_error = ? WHERE id = ?",
             (attempts, time.time() + delay, error, queue_id),

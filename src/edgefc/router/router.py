@@ -7,24 +7,26 @@ broker sent its PUBACK); a failure retries it with backoff (holding back the mes
 the order) until it becomes a dead letter. ``Unavailable`` is not a failure of the message but an absent
 target (the cloud link is down, the function cannot take events now): the lane waits for it with capped,
 jittered backoff without spending the message's retries, so an hour-long uplink outage dead-letters nothing.
+
+The lanes live in the router's task group. A lane whose loop raises (a bug, a broken queue file) is logged
+and started again after a backoff, so its target never silently stops receiving.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import math
-import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from edgefc.errors import NotFound, Unavailable
+from edgefc.router.backoff import Backoff
 from edgefc.router.message import Message, SourceType
 from edgefc.router.mqtt import MqttLink
 from edgefc.router.queue import DurableQueue, FailOutcome
-from edgefc.router.routes import Delivery, RouteTable
+from edgefc.router.routes import Delivery, RouteTable, Target, TargetKind
 
 log = logging.getLogger("edgefc.router")
 
@@ -70,23 +72,39 @@ class Router:
         self.on_dropped = on_dropped
         self.cloud_topic_prefix = cloud_topic_prefix
         self.lease_batch = lease_batch
-        self._lanes: dict[str, _Lane] = {}
+        self._lanes: dict[Target, _Lane] = {}
         self._running = False
+        self._group: asyncio.TaskGroup | None = None
+        self._owner: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Start delivering, beginning with whatever the durable queue still holds from before."""
+        """Start delivering, beginning with whatever the durable queue still holds from before.
+
+        Raises ValueError when the durable queue names a target that is not one (a corrupt queue file).
+        """
+        ready = asyncio.get_running_loop().create_future()
+        self._owner = asyncio.create_task(self._own_lanes(ready), name="router-lanes")
+        await ready
         self._running = True
         for target in (await self.queue.astats())["targets"]:
-            self._lane(target).wake.set()
+            self._lane(Target.parse(target)).wake.set()
+
+    async def _own_lanes(self, ready: asyncio.Future[None]) -> None:
+        """Hold the task group every lane runs in until ``close`` cancels it."""
+        async with asyncio.TaskGroup() as group:
+            self._group = group
+            ready.set_result(None)
+            await asyncio.Event().wait()
 
     async def close(self) -> None:
         """Stop every lane; messages being delivered stay in the durable queue (QoS 0 ones are dropped)."""
         self._running = False
-        lanes, self._lanes = list(self._lanes.values()), {}
-        tasks = [t for lane in lanes for t in (lane.task, *lane.inflight)]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        self._lanes = {}
+        owner, self._owner = self._owner, None
+        if owner is not None:
+            owner.cancel()
+            await asyncio.shield(asyncio.gather(owner, return_exceptions=True))
+        self._group = None
 
     def replace_table(self, table: RouteTable) -> None:
         """Switch to a new route table (a redeploy); queued deliveries still go to their targets."""
@@ -105,7 +123,7 @@ class Router:
         self._offer_qos0(message, deliveries)
         durable = [d for d in deliveries if d.qos == 1]
         if durable:
-            await self.queue.aput_many([(d.target, message) for d in durable])
+            await self.queue.aput_many([(str(d.target), message) for d in durable])
             for delivery in durable:
                 self._count_routed(delivery)
                 self._lane(delivery.target).wake.set()
@@ -126,7 +144,7 @@ class Router:
         deliveries = self.table.match(message)
         if message.source_type is SourceType.MQTT:
             # A message that came from the broker is never sent back to the very same topic there.
-            own = f"mqtt:{message.topic}"
+            own = Target(TargetKind.MQTT, message.topic)
             deliveries = tuple(d for d in deliveries if d.target != own)
         return deliveries
 
@@ -151,62 +169,56 @@ class Router:
         new_id = await self.queue.areplay(deadletter_id)
         target = await asyncio.to_thread(self.queue.target_of, new_id)
         if target is not None and self._running:
-            self._lane(target).wake.set()
+            self._lane(Target.parse(target)).wake.set()
         return new_id
 
     def stats(self) -> dict[str, Any]:
         """Per target: QoS 0 messages waiting, delivered, failed and dropped counts."""
-        return {target: lane.stats() for target, lane in sorted(self._lanes.items())}
+        return {str(target): lane.stats() for target, lane in sorted(self._lanes.items(), key=lambda i: str(i[0]))}
 
-    def _lane(self, target: str) -> _Lane:
+    def _lane(self, target: Target) -> _Lane:
         lane = self._lanes.get(target)
         if lane is None:
-            lane = self._lanes[target] = _Lane(self, target)
+            if self._group is None:
+                raise Unavailable("the router is not running")
+            lane = self._lanes[target] = _Lane(self, target, self._group)
         return lane
 
-    async def send(self, target: str, message: Message, qos: int) -> None:
-        """Hand one message to one target; raises whatever the target raised when it did not take it."""
-        kind, _, rest = target.partition(":")
-        if kind == "function":
-            await self.deliver_function(rest, message)
-        elif kind == "mqtt":
-            if self.mqtt_out is None:
+    def _link(self, target: Target) -> MqttLink:
+        link = self.mqtt_out if target.kind is TargetKind.MQTT else self.cloud_out
+        if link is None:
+            if target.kind is TargetKind.MQTT:
                 raise NotFound("this gateway has no MQTT broker (mqtt.broker is off)")
-            await self.mqtt_out.publish(rest, message.payload, qos)
-        elif kind == "cloud":
-            if self.cloud_out is None:
-                raise NotFound("no cloud broker configured (cloud.mqtt_url)")
-            await self.cloud_out.publish(self.cloud_topic(message.topic), message.payload, qos)
-        else:
-            raise ValueError(f"unknown target {target!r}")
+            raise NotFound("no cloud broker configured (cloud.mqtt_url)")
+        return link
 
-    def send_burst(self, target: str, memory: collections.deque[tuple[Message, str]], counts: dict[str, int]
-                   ) -> bool:  # fmt: skip
-        """Publish every QoS 0 delivery waiting in ``memory`` to a broker target at once, waking the MQTT
-        client's network thread once for all of them (counted in ``counts``). False, leaving ``memory`` as it
-        is, for a target that needs an await (a function): the caller sends those one by one with ``send``."""
-        kind, _, rest = target.partition(":")
-        if kind == "mqtt":
-            link = self.mqtt_out
-        elif kind == "cloud":
-            link = self.cloud_out
+    def _topic(self, target: Target, message: Message) -> str:
+        return target.name if target.kind is TargetKind.MQTT else self.cloud_topic(message.topic)
+
+    async def send(self, target: Target, message: Message, qos: int) -> None:
+        """Hand one message to one target; raises whatever the target raised when it did not take it."""
+        if target.kind is TargetKind.FUNCTION:
+            await self.deliver_function(target.name, message)
         else:
+            await self._link(target).publish(self._topic(target, message), message.payload, qos)
+
+    def send_burst(self, target: Target, memory: collections.deque[tuple[Message, str]], counts: dict[str, int]
+                   ) -> bool:  # fmt: skip
+        """Publish every QoS 0 delivery waiting in ``memory`` to a broker target at once (counted in
+        ``counts``); paho only queues them, and the link writes them in one burst after this loop step.
+        False, leaving ``memory`` as it is, for a target that needs an await (a function): the caller sends
+        those one by one with ``send``."""
+        if target.kind is TargetKind.FUNCTION:
             return False
-        with contextlib.ExitStack() as stack:
-            if link is not None:
-                stack.enter_context(link.burst())
-            while memory:
-                message, route = memory.popleft()
-                try:
-                    if link is None:
-                        raise NotFound(f"no broker for target {target!r}")
-                    topic = rest if kind == "mqtt" else self.cloud_topic(message.topic)
-                    link.publish_nowait(topic, message.payload)
-                    counts["delivered"] += 1
-                except Exception as exc:
-                    counts["failed"] += 1
-                    self.on_dropped(route, "delivery_failed")
-                    log.debug("QoS 0 delivery to %s failed: %s", target, exc)
+        while memory:
+            message, route = memory.popleft()
+            try:
+                self._link(target).publish_nowait(self._topic(target, message), message.payload)
+                counts["delivered"] += 1
+            except Exception as exc:
+                counts["failed"] += 1
+                self.on_dropped(route, "delivery_failed")
+                log.debug("QoS 0 delivery to %s failed: %s", target, exc)
         return True
 
     def cloud_topic(self, topic: str) -> str:
@@ -219,16 +231,30 @@ class Router:
 class _Lane:
     """The delivery task of one target, with its bounded QoS 0 queue."""
 
-    def __init__(self, router: Router, target: str) -> None:
+    def __init__(self, router: Router, target: Target, group: asyncio.TaskGroup) -> None:
         self.router = router
         self.target = target
+        self.key = str(target)  # the durable queue's name for it
         self.memory: collections.deque[tuple[Message, str]] = collections.deque()
         self.wake = asyncio.Event()
-        self.counts = {"delivered": 0, "failed": 0, "dropped": 0, "dead_lettered": 0, "unavailable": 0}
-        self.pause = _PAUSE_MIN  # the wait while the target is unavailable; doubles up to _PAUSE_MAX
+        self.counts = {"delivered": 0, "failed": 0, "dropped": 0, "dead_lettered": 0, "unavailable": 0,
+                       "restarts": 0}  # fmt: skip
+        self.pause = Backoff(_PAUSE_MIN, _PAUSE_MAX)  # the wait while the target is unavailable
         self.window = asyncio.Semaphore(QOS0_WINDOW)
-        self.inflight: set[asyncio.Task[None]] = set()
-        self.task = asyncio.create_task(self._run(), name=f"router-lane:{target}")
+        self.group = group
+        self.task = group.create_task(self._supervise(), name=f"router-lane:{target}")
+
+    async def _supervise(self) -> None:
+        """Run the lane; when its loop raises, log it and start it again (a dead lane would starve its target)."""
+        restart = Backoff(_PAUSE_MIN, _PAUSE_MAX)
+        while True:
+            try:
+                await self._run()
+            except Exception:
+                self.counts["restarts"] += 1
+                log.exception("router lane %s failed; restarting it", self.target)
+                self.router.queue.release_all(self.key)
+                await asyncio.sleep(restart.next())
 
     def offer(self, message: Message, route: str) -> bool:
         """Queue a QoS 0 delivery; False when the memory queue is full (the caller counts the drop)."""
@@ -252,7 +278,7 @@ class _Lane:
             self.wake.clear()  # before looking, so a publish that lands meanwhile is not missed
             if queue.version != idle_version or loop.time() >= idle_until:
                 version = queue.version  # read before the lease: a write committed after it shows as a change
-                batch, wait = await queue.alease(self.target, self.router.lease_batch)
+                batch, wait = await queue.alease(self.key, self.router.lease_batch)
                 if batch:
                     idle_version = -1
                     await self._deliver_durable(batch)
@@ -266,9 +292,7 @@ class _Lane:
                 # QoS 0 deliveries are pipelined: each starts in order (a function's queue and the broker keep
                 # that order), up to WINDOW in flight, instead of waiting for the previous one to finish.
                 await self.window.acquire()
-                task = asyncio.create_task(self._send_qos0(message, route), name=f"qos0:{self.target}")
-                self.inflight.add(task)
-                task.add_done_callback(self.inflight.discard)
+                self.group.create_task(self._send_qos0(message, route), name=f"qos0:{self.target}")
                 continue
             if idle_until == math.inf:
                 await self.wake.wait()
@@ -299,9 +323,9 @@ class _Lane:
                     await self.router.send(self.target, item.message, 1)
                 except Unavailable as exc:
                     self.counts["unavailable"] += 1
-                    log.debug("target %s unavailable, retrying in %.2fs: %s", self.target, self.pause, exc)
-                    await asyncio.sleep(self.pause * (0.5 + random.random() / 2))
-                    self.pause = min(self.pause * 2, _PAUSE_MAX)
+                    delay = self.pause.next()
+                    log.debug("target %s unavailable, retrying in %.2fs: %s", self.target, delay, exc)
+                    await asyncio.sleep(delay)
                     return
                 except Exception as exc:
                     self.counts["failed"] += 1
@@ -315,7 +339,7 @@ class _Lane:
                         )
                     return
                 pending.pop(0)
-                self.pause = _PAUSE_MIN
+                self.pause.reset()
                 self.counts["delivered"] += 1
                 # Acks are grouped into one commit per batch; they are awaited before the next lease.
                 acks.append(asyncio.create_task(queue.aack(item.id)))

@@ -6,17 +6,59 @@ Route sources (CONTRACT §2): ``device:/{pk}/{dn}`` (``+`` and ``#`` allowed), `
 
 from __future__ import annotations
 
-import re
+import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from edgefc.router import topics
 from edgefc.router.message import Message, SourceType
+from edgefc.router.topics import TopicFilter
 
-_FUNCTION_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _PLAIN_SOURCES = frozenset({"mqtt", "cloud", "api", "any"})
 _CACHE_LIMIT = 4096
+
+
+class TargetKind(enum.StrEnum):
+    """Where a route delivers."""
+
+    FUNCTION = "function"
+    MQTT = "mqtt"
+    CLOUD = "cloud"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A route target as a value: ``Target(FUNCTION, "alarm")``, ``Target(MQTT, "out/t")``, ``Target(CLOUD)``.
+
+    ``str(target)`` is the manifest's spelling (``function:alarm``), which is also the durable queue's key.
+    """
+
+    kind: TargetKind
+    name: str = ""
+
+    @classmethod
+    def parse(cls, text: str) -> Target:
+        """``function:{name}``, ``mqtt:{topic}`` or ``cloud`` → a Target; raises ValueError saying what is wrong.
+
+        A function name is only checked for being there: its pattern is the manifest's business.
+        """
+        if not isinstance(text, str):
+            raise ValueError(f"must be a string, got {type(text).__name__}")
+        if text == "cloud":
+            return cls(TargetKind.CLOUD)
+        kind, sep, rest = text.partition(":")
+        if sep and kind == "function" and rest and "/" not in rest and ":" not in rest:
+            return cls(TargetKind.FUNCTION, rest)
+        if sep and kind == "mqtt":
+            problem = topics.validate_topic(rest)
+            if problem:
+                raise ValueError(f"'{text}': {problem}")
+            return cls(TargetKind.MQTT, rest)
+        raise ValueError(f"'{text}' is not a target; use function:NAME, mqtt:TOPIC or cloud")
+
+    def __str__(self) -> str:
+        return str(self.kind) if self.kind is TargetKind.CLOUD else f"{self.kind}:{self.name}"
 
 
 class RouteLike(Protocol):
@@ -49,9 +91,59 @@ class Route:
 class Delivery:
     """One target a message goes to, the QoS it goes with and the routes that sent it there."""
 
-    target: str
+    target: Target
     qos: int
     routes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CompiledRoute:
+    """A route with its source split, its topic a TopicFilter and its target a Target (parsed once)."""
+
+    name: str
+    source: str
+    source_kind: str
+    source_rest: TopicFilter | str | None
+    topic: TopicFilter
+    target: Target
+    qos: int
+
+    @classmethod
+    def of(cls, route: RouteLike) -> CompiledRoute:
+        """Compile a route; raises ValueError naming the route when a part of it is invalid."""
+        parsed_topic = getattr(route, "topic_filter", None)
+        parsed_target = getattr(route, "parsed_target", None)
+        try:
+            problem = validate_source(route.source)
+            if problem:
+                raise ValueError(problem)
+            topic = parsed_topic if isinstance(parsed_topic, TopicFilter) else TopicFilter.parse(route.topic)
+            target = parsed_target if isinstance(parsed_target, Target) else Target.parse(route.target)
+            if route.qos not in (0, 1):
+                raise ValueError(f"qos must be 0 or 1, got {route.qos!r}")
+        except ValueError as exc:
+            raise ValueError(f"route {route.name!r}: {exc}") from None
+        kind, sep, rest = route.source.partition(":")
+        source_rest: TopicFilter | str | None = None
+        if kind == "device":
+            source_rest = TopicFilter.parse(rest)
+        elif kind == "function":
+            source_rest = rest
+        return cls(route.name, route.source, kind, source_rest, topic, target, route.qos)
+
+    def selects(self, message: Message) -> bool:
+        """Whether this route's source selects ``message`` (its topic is checked separately)."""
+        kind = self.source_kind
+        if kind == "any":
+            return True
+        if kind != message.source_type:
+            return False
+        if kind == SourceType.FUNCTION:
+            return self.source_rest == message.source_id
+        if kind == SourceType.DEVICE:
+            assert isinstance(self.source_rest, TopicFilter)
+            return bool(message.source_id) and self.source_rest.matches(message.source_id)
+        return True
 
 
 def validate_source(text: str) -> str | None:
@@ -62,7 +154,7 @@ def validate_source(text: str) -> str | None:
         return None
     kind, sep, rest = text.partition(":")
     if sep and kind == "function":
-        return None if _FUNCTION_NAME.match(rest) else f"'{rest}' is not a function name"
+        return None if rest and "/" not in rest and ":" not in rest else f"'{rest}' is not a function name"
     if sep and kind == "device":
         problem = topics.validate_filter(rest)
         if problem or not (rest == "#" or rest.startswith("/")):
@@ -73,31 +165,11 @@ def validate_source(text: str) -> str | None:
 
 def validate_target(text: str) -> str | None:
     """The problem with a route ``target`` value, or None when it is valid."""
-    if not isinstance(text, str):
-        return f"must be a string, got {type(text).__name__}"
-    if text == "cloud":
-        return None
-    kind, sep, rest = text.partition(":")
-    if sep and kind == "function":
-        return None if _FUNCTION_NAME.match(rest) else f"'{rest}' is not a function name"
-    if sep and kind == "mqtt":
-        problem = topics.validate_topic(rest)
-        return f"'{text}': {problem}" if problem else None
-    return f"'{text}' is not a target; use function:NAME, mqtt:TOPIC or cloud"
-
-
-def source_matches(source: str, message: Message) -> bool:
-    """Whether a route's (valid) ``source`` value selects ``message``."""
-    if source == "any":
-        return True
-    kind, _, rest = source.partition(":")
-    if kind != message.source_type:
-        return False
-    if kind == SourceType.FUNCTION:
-        return rest == message.source_id
-    if kind == SourceType.DEVICE:
-        return bool(message.source_id) and topics.matches(rest, message.source_id)
-    return True
+    try:
+        Target.parse(text)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 class RouteTable:
@@ -108,16 +180,7 @@ class RouteTable:
     """
 
     def __init__(self, routes: Iterable[RouteLike] = ()) -> None:
-        self.routes: tuple[RouteLike, ...] = tuple(routes)
-        for route in self.routes:
-            problem = (
-                validate_source(route.source)
-                or topics.validate_filter(route.topic)
-                or validate_target(route.target)
-                or (None if route.qos in (0, 1) else f"qos must be 0 or 1, got {route.qos!r}")
-            )
-            if problem:
-                raise ValueError(f"route {route.name!r}: {problem}")
+        self.routes: tuple[CompiledRoute, ...] = tuple(CompiledRoute.of(route) for route in routes)
         self._cache: dict[tuple[str, str, str], tuple[Delivery, ...]] = {}
 
     def match(self, message: Message) -> tuple[Delivery, ...]:
@@ -126,10 +189,10 @@ class RouteTable:
         cached = self._cache.get(key)
         if cached is not None:
             return cached
-        qos: dict[str, int] = {}
-        names: dict[str, list[str]] = {}
+        qos: dict[Target, int] = {}
+        names: dict[Target, list[str]] = {}
         for route in self.routes:
-            if source_matches(route.source, message) and topics.matches(route.topic, message.topic):
+            if route.selects(message) and route.topic.matches(message.topic):
                 qos[route.target] = max(qos.get(route.target, 0), route.qos)
                 names.setdefault(route.target, []).append(route.name)
         result = tuple(Delivery(target, qos[target], tuple(names[target])) for target in names)
@@ -138,12 +201,12 @@ class RouteTable:
         self._cache[key] = result
         return result
 
-    def filters_for(self, source_type: str) -> list[str]:
+    def filters_for(self, source_type: str) -> list[TopicFilter]:
         """The minimal set of topic filters to subscribe to for messages of ``source_type`` (mqtt or cloud)."""
         wanted = {r.topic for r in self.routes if r.source in (source_type, "any")}
-        kept = [f for f in wanted if not any(o != f and topics.covers(o, f) for o in wanted)]
-        return sorted(kept)
+        kept = [f for f in wanted if not any(o != f and o.covers(f) for o in wanted)]
+        return sorted(kept, key=str)
 
-    def targets(self) -> set[str]:
+    def targets(self) -> set[Target]:
         """Every target any route names."""
         return {route.target for route in self.routes}

@@ -83,3 +83,50 @@ def covers(wide: str, narrow: str) -> bool:
         if level != "+" and (other == "+" or level != other):
             return False
     return len(wide_levels) == len(narrow_levels)
+
+
+class TopicFilter:
+    """A validated MQTT topic filter, split into levels once; ``matches`` and ``covers`` as the functions above.
+
+    Compares and hashes as its text. Build with ``TopicFilter.parse`` (raises ValueError naming the problem).
+    """
+
+    __slots__ = ("text", "levels", "_wild_first", "_exact")
+
+    def __init__(self, text: str) -> None:
+        problem = validate_filter(text)
+        if problem:
+            raise ValueError(problem)
+        self.text = text
+        self.levels = tuple(text.split("/"))
+        self._wild_first = text[:1] in ("+", "#")
+        self._exact = "+" not in self.levels and "#" not in self.levels
+
+    @classmethod
+    def parse(cls, text: str) -> TopicFilter:
+        """The filter ``text``; raises ValueError when it is not a valid MQTT topic filter."""
+        return cls(text)
+
+    def matches(self, topic: str) -> bool:
+        """Whether the topic *name* ``topic`` matches this filter."""
+        if self._exact:
+            return topic == self.text
+        if self._wild_first and topic.startswith("$"):
+            return False
+        return _match_levels(list(self.levels), topic.split("/"))
+
+    def covers(self, other: TopicFilter) -> bool:
+        """Whether every topic ``other`` matches is matched by this filter too."""
+        return covers(self.text, other.text)
+
+    def __str__(self) -> str:
+        return self.text
+
+    def __repr__(self) -> str:
+        return f"TopicFilter({self.text!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TopicFilter) and other.text == self.text
+
+    def __hash__(self) -> int:
+        return hash(self.text)
