@@ -7,14 +7,17 @@ The gateway checks all of it again; checking here first means a user sees every 
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError as PydanticValidationError
+
 from edgefc.cli.requirements import REQUIREMENTS_FILE, vendor_requirements
 from edgefc.config.load import check_function_code, parse_manifest
-from edgefc.config.manifest import Manifest
+from edgefc.config.manifest import FunctionSpec, Manifest
 from edgefc.config.problems import label_paths
 from edgefc.config.yamltext import load_yaml
 from edgefc.errors import ValidationError
@@ -57,7 +60,7 @@ def package(manifest_path: Path, *, max_bytes: int, max_files: int) -> Package:
         if not isinstance(entry, dict):
             continue
         where = f"functions[{index}]"
-        spec = manifest.functions[index] if manifest is not None else None
+        spec = manifest.functions[index] if manifest is not None else _valid_spec(entry)
         found = _bundle(manifest_path.parent, entry, where, max_bytes=max_bytes, max_files=max_files,
                         problems=problems)  # fmt: skip
         if found is None:
@@ -69,8 +72,27 @@ def package(manifest_path: Path, *, max_bytes: int, max_files: int) -> Package:
         if spec is not None and code_dir is not None:
             problems.extend(check_function_code(spec, code_dir, path=where))
     if problems or manifest is None:
-        raise ValidationError(label_paths(dict.fromkeys(problems), data))
+        ordered = sorted(dict.fromkeys(problems), key=_entry_order)
+        raise ValidationError(label_paths(ordered, data))
     return Package(text, manifest, bundles)
+
+
+def _valid_spec(entry: dict[str, Any]) -> FunctionSpec | None:
+    """The entry as a FunctionSpec when it is valid on its own (so its code is checked even when others are not)."""
+    try:
+        return FunctionSpec.model_validate(entry)
+    except PydanticValidationError:
+        return None
+
+
+_SECTIONS = {"functions": 0, "routes": 1, "devices": 2}
+_ENTRY = re.compile(r"^(functions|routes|devices)\[(\d+)\]")
+
+
+def _entry_order(line: str) -> tuple[int, int]:
+    """Problems sorted by the entry they are about, in the manifest's order; file-level problems first."""
+    match = _ENTRY.match(line)
+    return (_SECTIONS[match.group(1)], int(match.group(2))) if match else (-1, 0)
 
 
 def _bundle(base: Path, entry: dict[str, Any], where: str, *, max_bytes: int, max_files: int,
