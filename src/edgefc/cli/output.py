@@ -27,6 +27,7 @@ FORMATS = ("table", "wide", "json", "yaml")
 # Fields the API gives as epoch seconds (or milliseconds, for device reports); shown as RFC 3339 UTC.
 TIME_KEYS = frozenset({"at", "time", "started_at", "finished_at", "applied_at", "created_at", "failed_at",
                        "last_seen", "next_fire", "reported_at"})  # fmt: skip
+WHOLE = 10_000  # a width no table reaches: print it whole
 _MS_THRESHOLD = 1e11  # epoch seconds stay below this until the year 5138; milliseconds are above it
 
 
@@ -58,7 +59,7 @@ def console(*, stderr: bool = False, width: int | None = None) -> Console:
                    color_system=None if plain else "auto")  # fmt: skip
     if width is None and not made.is_terminal:
         # Piped (a script, `| grep`), rich would squeeze a table into 80 columns and cut cells: print it whole.
-        made = Console(stderr=stderr, no_color=True, color_system=None, highlight=False, width=10_000, emoji=False)
+        made = Console(stderr=stderr, no_color=True, color_system=None, highlight=False, width=WHOLE, emoji=False)
     return made
 
 
@@ -125,7 +126,8 @@ def emit(data: Any, fmt: str, render: Callable[[Any, bool], RenderableType | Non
         return
     renderable = render(shown, fmt == "wide")
     if renderable is not None:
-        console().print(renderable)
+        # Wide means every column whole even past the terminal's edge (it wraps the lines), like kubectl's.
+        console(width=WHOLE if fmt == "wide" else None).print(renderable)
 
 
 @dataclass(frozen=True)
@@ -147,8 +149,8 @@ def fit_table(columns: Sequence[Column], rows: Sequence[Sequence[str | Text]], *
     out = console()
     available = width if width is not None else (out.width if out.is_terminal else None)
     shown = list(range(len(columns)))
+    sizes = [max([len(c.header)] + [len(_plain(row[i])) for row in rows]) for i, c in enumerate(columns)]
     if not wide and available is not None:
-        sizes = [max([len(c.header)] + [len(_plain(row[i])) for row in rows]) for i, c in enumerate(columns)]
         gap = 2  # rich's default padding between borderless columns
         droppable = sorted((i for i, c in enumerate(columns) if not c.keep), key=lambda i: columns[i].rank)
         while sum(sizes[i] + gap for i in shown) - gap > available and droppable:
@@ -157,7 +159,8 @@ def fit_table(columns: Sequence[Column], rows: Sequence[Sequence[str | Text]], *
     for i in shown:
         column = columns[i]
         table.add_column(column.header, justify=column.justify, no_wrap=True,  # type: ignore[arg-type]
-                         overflow="fold" if column.keep else "ellipsis", min_width=len(column.header))  # fmt: skip
+                         overflow="fold" if column.keep else "ellipsis",
+                         min_width=sizes[i] if column.keep else len(column.header))  # fmt: skip
     for row in rows:
         table.add_row(*[row[i] for i in shown])
     return table
