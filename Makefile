@@ -6,10 +6,12 @@ BIN := $(VENV)/bin
 DEB_PACKAGES := runc containernetworking-plugins iptables mosquitto mosquitto-clients systemd
 STAMP := $(VENV)/.installed
 
-# `make run` settings: LISTEN=host:port of the API, MQTT_LISTEN=host:port of the managed broker, DATA_DIR.
+# `make run` settings: LISTEN=host:port of the API, MQTT_LISTEN=host:port of the managed broker, DATA_DIR;
+# `make dist` writes the wheel into DIST_DIR.
 LISTEN ?= 127.0.0.1:9999
 MQTT_LISTEN ?=
 DATA_DIR ?= ./.edgefc
+DIST_DIR ?= dist
 
 .PHONY: install run test bench lint typecheck clean system-packages dist
 
@@ -45,7 +47,7 @@ run: install
 
 # A wheel in dist/ to `pip install` on a gateway (docs/deploying.md).
 dist: install
-	rm -rf dist && $(BIN)/pip wheel --no-deps --disable-pip-version-check -q -w dist . && ls dist/*.whl
+	rm -rf '$(DIST_DIR)' && $(BIN)/pip wheel --no-deps --disable-pip-version-check -q -w '$(DIST_DIR)' . && ls '$(DIST_DIR)'/*.whl
 
 lint: install
 	$(BIN)/ruff check src tests bench

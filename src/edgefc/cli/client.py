@@ -144,7 +144,7 @@ def client_from(ctx: click.Context) -> ApiClient:
     try:
         url, token = resolve_gateway(params.get("gateway"), params.get("token"), params.get("data_dir"))
     except ValidationError as exc:
-        raise CliExit("\n".join(exc.problems), EXIT_BAD_INPUT) from exc
+        raise CliExit(render_error(exc.to_dict()), EXIT_BAD_INPUT) from exc
     client = ApiClient(url, token)
     ctx.find_root().obj = client
     ctx.find_root().call_on_close(client.http.close)

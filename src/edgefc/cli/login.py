@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edgefc.cli.client import EXIT_BAD_INPUT, ApiClient, CliExit, read_token
+from edgefc.cli.client import EXIT_BAD_INPUT, ApiClient, CliExit, read_token, render_error
 from edgefc.cli.contexts import Gateway, GatewayBook
 from edgefc.cli.output import Column, chosen_format, emit, fit_table, output_option
 from edgefc.errors import ValidationError
@@ -17,7 +17,7 @@ def _book() -> GatewayBook:
     try:
         return GatewayBook()
     except ValidationError as exc:
-        raise CliExit("\n".join(exc.problems), EXIT_BAD_INPUT) from exc
+        raise CliExit(render_error(exc.to_dict()), EXIT_BAD_INPUT) from exc
 
 
 @click.command("login")
@@ -59,7 +59,7 @@ def login(ctx: click.Context, url: str, name: str | None, token_stdin: bool, tok
     try:
         book.put(Gateway(chosen, url.rstrip("/"), token))
     except ValidationError as exc:
-        raise CliExit("\n".join(exc.problems), EXIT_BAD_INPUT) from exc
+        raise CliExit(render_error(exc.to_dict()), EXIT_BAD_INPUT) from exc
     click.echo(f"logged in to {url} as {chosen!r} (now the current gateway; stored in {book.path})")
 
 
@@ -71,7 +71,7 @@ def logout(name: str) -> None:
     try:
         book.remove(name)
     except ValidationError as exc:
-        raise CliExit("\n".join(exc.problems), EXIT_BAD_INPUT) from exc
+        raise CliExit(render_error(exc.to_dict()), EXIT_BAD_INPUT) from exc
     click.echo(f"forgot {name!r}")
 
 
@@ -95,5 +95,5 @@ def use(name: str) -> None:
     try:
         book.use(name)
     except ValidationError as exc:
-        raise CliExit("\n".join(exc.problems), EXIT_BAD_INPUT) from exc
+        raise CliExit(render_error(exc.to_dict()), EXIT_BAD_INPUT) from exc
     click.echo(f"now using {name!r}")

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from edgefc import __version__
-from edgefc.cli.client import EXIT_BAD_INPUT, EXIT_FUNCTION_FAILED, CliExit, client_from
+from edgefc.cli.client import EXIT_BAD_INPUT, EXIT_FUNCTION_FAILED, CliExit, client_from, render_error
 from edgefc.cli.output import FORMATS, chosen_format, dump, echo_err, normalize, output_option
 from edgefc.cli.scaffold import next_step, scaffold
 from edgefc.cli.templates import PYTHON as PYTHON_TEMPLATES
@@ -59,7 +59,7 @@ def gateway_run(ctx: click.Context, config_path: Path | None, data_dir: str | No
     try:
         config = load_gateway_config(config_path, data_dir=data_dir, listen=listen, isolation=isolation)
     except ValidationError as exc:
-        raise CliExit(exc.message, EXIT_BAD_INPUT) from exc
+        raise CliExit(render_error(exc.to_dict()), EXIT_BAD_INPUT) from exc
     if deploy_path is not None and if_empty and has_deployed(Path(config.data_dir)):
         echo_err(f"keeping the deployment in {config.data_dir} (not applying {deploy_path}; "
                  f"to start again from it: stop the gateway, remove {config.data_dir}, start it again)")
@@ -147,7 +147,7 @@ def init(name: str, directory: Path, template: str | None, runtime: str, mode: s
     try:
         created = scaffold(directory, name, chosen, runtime)
     except ValidationError as exc:
-        raise CliExit("\n".join(exc.problems), EXIT_BAD_INPUT) from exc
+        raise CliExit(render_error(exc.to_dict()), EXIT_BAD_INPUT) from exc
     for path in created:
         click.echo(f"wrote {path}")
     click.echo(f"next: edgefc deploy {directory / 'deployment.yaml'} && {next_step(name, chosen, runtime)}")
