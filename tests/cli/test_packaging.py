@@ -46,12 +46,13 @@ class Started:
     def get(self, path: str) -> httpx.Response:
         return httpx.get(self.url + path, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
 
-    def version(self, want: str | None = None, timeout: float = 30) -> str | None:
-        """The applied deployment's version, waiting for ``want`` (a deploy at start runs after the API is up)."""
+    def version(self, *, wait: bool = False, timeout: float = 30) -> str | None:
+        """The applied deployment's version; with ``wait``, once there is one (a deploy at start runs after the
+        API is up)."""
         deadline = time.monotonic() + timeout
         while True:
             found = self.get("/v1/deployment").json()["version"]
-            if found == want or want is None or time.monotonic() > deadline:
+            if found is not None or not wait or time.monotonic() > deadline:
                 return found  # type: ignore[no-any-return]
             time.sleep(0.05)
 
@@ -78,15 +79,22 @@ def test_make_run_deploys_the_quickstart_only_into_an_empty_data_dir(tmp_path: P
     args = ["make", "-s", "run", "LISTEN=127.0.0.1:0", f"DATA_DIR={data}"]
     gw = Started(args, data, env, tmp_path / "run1.log")
     try:
-        assert gw.version("quickstart-1") == "quickstart-1"
-        mine = write_project(tmp_path / "mine", {"version": "mine-1", "functions": [fn("mine")]}, {"mine": ECHO})
-        done = run("deploy", str(mine), "--yes", env={**env, "EDGEFC_GATEWAY": gw.url, "EDGEFC_TOKEN": gw.token})
+        assert gw.version(wait=True) is not None
+        assert "hello" in {f["name"] for f in gw.get("/v1/functions").json()}  # the quickstart
+        # The README's next step: add a function to the quickstart and deploy it; nothing is removed, so no question.
+        examples = tmp_path / "examples"
+        shutil.copytree(REPO / "examples", examples)
+        gw_env = {**env, "EDGEFC_GATEWAY": gw.url, "EDGEFC_TOKEN": gw.token}
+        assert run("init", "mine", "--dir", str(examples / "quickstart"), env=gw_env).returncode == 0
+        done = run("deploy", str(examples / "quickstart" / "deployment.yaml"), env=gw_env)
         assert done.returncode == 0, done.stderr
+        assert b"started: mine" in done.stdout and b"removed" not in done.stdout, done.stdout
+        mine = gw.version()
     finally:
         gw.stop()
     again = Started(args, data, env, tmp_path / "run2.log")
     try:
-        assert again.version() == "mine-1"
+        assert again.version() == mine
         assert "keeping the deployment" in (tmp_path / "run2.log").read_text()
     finally:
         again.stop()
