@@ -3,10 +3,17 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := runc containernetworking-plugins iptables mosquitto mosquitto-clients
+DEB_PACKAGES := runc containernetworking-plugins iptables mosquitto mosquitto-clients systemd
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench lint typecheck clean system-packages
+# `make run` settings: LISTEN=host:port of the API, MQTT_LISTEN=host:port of the managed broker, DATA_DIR;
+# `make dist` writes the wheel into DIST_DIR.
+LISTEN ?= 127.0.0.1:9999
+MQTT_LISTEN ?=
+DATA_DIR ?= ./.edgefc
+DIST_DIR ?= dist
+
+.PHONY: install run test bench lint typecheck clean system-packages dist
 
 install: system-packages $(STAMP)
 
@@ -32,8 +39,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
 
+# The quickstart is deployed only into an empty data dir: a second `make run` keeps what the user deployed.
+# To start again from the quickstart: `rm -rf $(DATA_DIR)` first.
 run: install
-	$(BIN)/edgefc gateway run --data-dir ./.edgefc --listen 127.0.0.1:9999 --deploy examples/quickstart/deployment.yaml
+	$(if $(MQTT_LISTEN),EDGEFC_MQTT__LISTEN='$(MQTT_LISTEN)') $(BIN)/edgefc gateway run --data-dir '$(DATA_DIR)' \
+	  --listen '$(LISTEN)' --deploy examples/quickstart/deployment.yaml --if-empty
+
+# A wheel in dist/ to `pip install` on a gateway (docs/deploying.md).
+dist: install
+	rm -rf '$(DIST_DIR)' && $(BIN)/pip wheel --no-deps --disable-pip-version-check -q -w '$(DIST_DIR)' . && ls '$(DIST_DIR)'/*.whl
 
 lint: install
 	$(BIN)/ruff check src tests bench
@@ -47,4 +61,4 @@ bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .edgefc .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .edgefc dist build .pytest_cache .mypy_cache .ruff_cache

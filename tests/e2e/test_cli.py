@@ -62,11 +62,11 @@ def test_invalid_manifest_exits_2_naming_the_problem(gateway: GatewayProcess, tm
     bad.write_text(yaml.safe_dump({"functions": [{**fn("f"), "memory_mb": 1, "env": {f"K{i}": "v" for i in range(11)}}]}))
     done = gateway.cli("deploy", str(bad))
     assert done.returncode == 2
-    assert b"functions[0].memory_mb" in done.stderr and b"functions[0].env" in done.stderr
+    assert b"functions[0] (f).memory_mb" in done.stderr and b"functions[0] (f).env" in done.stderr
     assert done.stdout == b""
     bad.write_text(yaml.safe_dump({"functions": [{**fn("f"), "code": "./missing"}]}))
     done = gateway.cli("deploy", str(bad))
-    assert done.returncode == 2 and b"functions[0].code" in done.stderr
+    assert done.returncode == 2 and b"functions[0] (f).code" in done.stderr
     missing = gateway.cli("deploy", str(tmp_path / "nothing.yaml"))
     assert missing.returncode == 2 and b"nothing.yaml" in missing.stderr
     assert gateway.client is not None and gateway.client.get("/v1/deployment").json()["version"] is None

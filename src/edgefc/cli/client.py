@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 import httpx
+
+from edgefc.cli.contexts import GatewayBook
+from edgefc.config.problems import label_paths
+from edgefc.errors import ValidationError
 
 DEFAULT_GATEWAY = "http://127.0.0.1:9999"
 
@@ -31,10 +34,7 @@ class CliExit(click.ClickException):
 
 
 def read_token(data_dir: str | None) -> str | None:
-    """The admin token: EDGEFC_TOKEN, else ``<data_dir>/admin.token``; None when neither exists."""
-    token = os.environ.get("EDGEFC_TOKEN")
-    if token:
-        return token.strip()
+    """The admin token in ``<data_dir>/admin.token`` (EDGEFC_DATA_DIR, ./.edgefc); None when there is none."""
     directory = Path(data_dir or os.environ.get("EDGEFC_DATA_DIR") or "./.edgefc")
     try:
         return (directory / "admin.token").read_text().strip()
@@ -65,22 +65,19 @@ class ApiClient:
         return response.json() if response.content else None
 
     @staticmethod
-    def fail(response: httpx.Response) -> NoReturn:
-        """Turn an API error response into a CliExit: 4xx bad input → 2, function failure → 1, else 1."""
+    def fail(response: httpx.Response, *, labels: Any = None) -> NoReturn:
+        """Turn an API error response into a CliExit: 4xx bad input → 2, function failure → 1, else 1.
+
+        ``labels`` (the manifest's data) names the entries problems point at.
+        """
         try:
             error = response.json().get("error", {})
-        except ValueError:
+        except (ValueError, AttributeError):
             error = {"type": "HTTPError", "message": response.text}
-        message = f"{error.get('type', 'Error')}: {error.get('message', '')}"
-        details = error.get("details")
-        if isinstance(details, list):
-            message += "".join(f"\n  {d}" for d in details if str(d) not in message)
-        stack = error.get("stack")
-        if stack:
-            message += "\n" + "".join(stack).rstrip()
+        message = render_error(error if isinstance(error, dict) else {"message": str(error)}, labels=labels)
         status = response.status_code
         if status == 401:
-            message += "\n(hint: pass --token, set EDGEFC_TOKEN, or --data-dir of the gateway)"
+            message += "\n(hint: edgefc login, --token, EDGEFC_TOKEN, or --data-dir of the gateway)"
         code = EXIT_BAD_INPUT if status in (400, 401, 404, 409, 413, 422) else EXIT_FUNCTION_FAILED
         raise CliExit(message, code)
 
@@ -96,19 +93,59 @@ class ApiClient:
             raise CliExit(f"gateway unreachable at {self.base_url}: {exc}", EXIT_UNREACHABLE) from exc
 
 
+def render_error(error: dict[str, Any], *, labels: Any = None) -> str:
+    """The one rendering of an error, whoever found it (the CLI locally or the gateway): ``Type: message``,
+    then each problem on its own line, then a stack if any. ``labels`` (the manifest's data) names entries.
+    """
+    details = error.get("details")
+    problems = [str(d) for d in details] if isinstance(details, list) else []
+    message = str(error.get("message", "")).strip()
+    if problems and message.startswith("invalid input:"):
+        message = f"invalid input ({len(problems)} problem{'s' if len(problems) != 1 else ''})"
+    if labels is not None:
+        problems = label_paths(problems, labels)
+    lines = [f"{error.get('type', 'Error')}: {message.splitlines()[0] if message else ''}".rstrip()]
+    lines += [f"  {line}" for line in message.splitlines()[1:] if line.strip() not in problems]
+    lines += [f"  {p}" for p in problems]
+    stack = error.get("stack")
+    if stack:
+        lines.append("".join(stack).rstrip())
+    return "\n".join(lines)
+
+
+def resolve_gateway(flag: str | None, token_flag: str | None, data_dir: str | None) -> tuple[str, str | None]:
+    """(URL, token) for the flags: ``--gateway`` takes a URL or a name stored by ``edgefc login``; without it
+    EDGEFC_GATEWAY, then the current stored gateway, then the default. The token: ``--token``/EDGEFC_TOKEN,
+    else the stored gateway's, else ``<data dir>/admin.token``. Raises CliExit(2) for an unknown name.
+    """
+    book = GatewayBook()
+    wanted = flag or os.environ.get("EDGEFC_GATEWAY")
+    stored = None
+    if wanted and "://" not in wanted:
+        stored = book.get(wanted)
+        if stored is None:
+            known = ", ".join(sorted(book.gateways)) or "none stored yet; see edgefc login"
+            raise CliExit(f"no gateway named {wanted!r} (known: {known})", EXIT_BAD_INPUT)
+    elif wanted:
+        stored = book.by_url(wanted)
+    elif book.current is not None:
+        stored = book.get(book.current)
+    url = stored.url if stored is not None and not (wanted and "://" in wanted) else (wanted or DEFAULT_GATEWAY)
+    token = token_flag or os.environ.get("EDGEFC_TOKEN") or (stored.token if stored is not None else None)
+    return url, (token.strip() if token else read_token(data_dir))
+
+
 def client_from(ctx: click.Context) -> ApiClient:
-    """The ApiClient the top-level group put on the context (built lazily from --gateway/--token)."""
+    """The ApiClient of this CLI run (built lazily from --gateway/--token/--data-dir, closed at the end)."""
     obj = ctx.find_root().obj
     if isinstance(obj, ApiClient):
         return obj
     params = ctx.find_root().params
-    url = params.get("gateway") or os.environ.get("EDGEFC_GATEWAY") or DEFAULT_GATEWAY
-    token = params.get("token") or read_token(params.get("data_dir"))
+    try:
+        url, token = resolve_gateway(params.get("gateway"), params.get("token"), params.get("data_dir"))
+    except ValidationError as exc:
+        raise CliExit(render_error(exc.to_dict()), EXIT_BAD_INPUT) from exc
     client = ApiClient(url, token)
     ctx.find_root().obj = client
     ctx.find_root().call_on_close(client.http.close)
     return client
-
-
-def echo_err(text: str) -> None:
-    print(text, file=sys.stderr)

@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from edgefc.cli.client import EXIT_BAD_INPUT, ApiClient, CliExit, client_from
+from edgefc.cli.output import console, normalize, styled
 
 
 def _client() -> ApiClient:
@@ -97,7 +97,7 @@ def list_devices(tags: tuple[str, ...], as_json: bool) -> None:
     wanted = {k: str(v) for k, v in _pairs(tags, "--tag").items()}
     found = [d for d in found if all(d["tags"].get(k) == v for k, v in wanted.items())]
     if as_json:
-        _echo_json(found)
+        _echo_json(normalize(found))  # times as RFC 3339, like every other command
         return
     table = Table(box=None, header_style="bold")
     for column in ("DEVICE", "DRIVER", "STATE", "LAST SEEN", "TAGS", "PROPERTIES"):
@@ -107,9 +107,9 @@ def list_devices(tags: tuple[str, ...], as_json: bool) -> None:
         state = d.get("state") or ("online" if d["online"] else "offline")
         props = ", ".join(f"{k}={_short(v.get('value'))}" for k, v in sorted(d["properties"].items()))
         tag_text = ", ".join(f"{k}={v}" for k, v in sorted(d["tags"].items()))
-        table.add_row(f"/{d['product_key']}/{d['device_name']}", d["driver"], f"[{colours.get(state, 'white')}]{state}[/]",
+        table.add_row(f"/{d['product_key']}/{d['device_name']}", d["driver"], styled(state, colours.get(state, "")),
                       _ago(d.get("last_seen")), tag_text or "-", props or "-")  # fmt: skip
-    Console().print(table)
+    console().print(table)
 
 
 @devices.command("show")
@@ -117,7 +117,7 @@ def list_devices(tags: tuple[str, ...], as_json: bool) -> None:
 @click.argument("device_name")
 def show(product_key: str, device_name: str) -> None:
     """Show one device as JSON."""
-    _echo_json(_client().json("GET", f"/v1/devices/{product_key}/{device_name}"))
+    _echo_json(normalize(_client().json("GET", f"/v1/devices/{product_key}/{device_name}")))
 
 
 @devices.command("get")

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.text import Text
 
 from edgefc.cli.client import client_from
+from edgefc.cli.output import console as output_console
 
 LEVEL_STYLES = {
     "debug": "dim",
@@ -74,7 +75,7 @@ def logs(
     as_json: bool,
     asc: bool,
 ) -> None:
-    """Show the log of function NAME (``_gateway`` for the gateway's own), oldest line first."""
+    """Show the log of function NAME (_gateway for the gateway's own), oldest line first."""
     client = client_from(click.get_current_context())
     params: dict[str, Any] = {
         "since": since,
@@ -85,7 +86,7 @@ def logs(
         "limit": limit,
     }
     params = {k: v for k, v in params.items() if v is not None}
-    console = Console(highlight=False, soft_wrap=True)
+    console = output_console()
     path = f"/v1/functions/{name}/logs"
     if follow:
         params["follow"] = 1

@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
+import sqlite3
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
-import httpx
-from rich.console import Console
-from rich.table import Table
 
-from edgefc.cli.client import EXIT_BAD_INPUT, EXIT_FUNCTION_FAILED, ApiClient, CliExit, client_from
-from edgefc.cli.scaffold import scaffold
+from edgefc import __version__
+from edgefc.cli.client import EXIT_BAD_INPUT, EXIT_FUNCTION_FAILED, CliExit, client_from, render_error
+from edgefc.cli.output import FORMATS, chosen_format, dump, echo_err, normalize, output_option
+from edgefc.cli.scaffold import next_step, scaffold
+from edgefc.cli.templates import PYTHON as PYTHON_TEMPLATES
+from edgefc.cli.templates import RUNTIMES
 from edgefc.errors import ValidationError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--gateway", envvar="EDGEFC_GATEWAY", help="gateway URL (default http://127.0.0.1:9999)")
-@click.option("--token", envvar="EDGEFC_TOKEN", help="admin token (default: read from the data dir)")
+@click.version_option(__version__, "--version", "-V", prog_name="edgefc", message="%(prog)s %(version)s")
+@click.option("--gateway", envvar="EDGEFC_GATEWAY",
+              help="gateway URL, or a name stored by 'edgefc login' (default: the current one, "
+                   "else http://127.0.0.1:9999)")  # fmt: skip
+@click.option("--token", envvar="EDGEFC_TOKEN", help="admin token (default: the stored one, else the data dir's)")
 @click.option("--data-dir", envvar="EDGEFC_DATA_DIR", help="gateway data dir, for the token (default ./.edgefc)")
-def cli(gateway: str | None, token: str | None, data_dir: str | None) -> None:
-    """edgefc: run Python functions on an edge gateway."""
+@click.option("-o", "--output", type=click.Choice(FORMATS), help="output format of every command that shows data")
+def cli(gateway: str | None, token: str | None, data_dir: str | None, output: str | None) -> None:
+    """edgefc: run Python functions on an edge gateway.
+
+    Shell completion: eval "$(_EDGEFC_COMPLETE=bash_source edgefc)" (zsh_source, fish_source for other shells).
+    """
 
 
 @cli.group()
@@ -37,9 +46,11 @@ def gateway() -> None:
 @click.option("--isolation", type=click.Choice(["auto", "container", "process"]), help="default isolation")
 @click.option("--deploy", "deploy_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="apply this manifest once started")  # fmt: skip
+@click.option("--if-empty", is_flag=True,
+              help="with --deploy: only when the data dir has never had a deployment (a restart keeps yours)")
 @click.pass_context
 def gateway_run(ctx: click.Context, config_path: Path | None, data_dir: str | None, listen: str | None,
-                isolation: str | None, deploy_path: Path | None) -> None:  # fmt: skip
+                isolation: str | None, deploy_path: Path | None, if_empty: bool) -> None:  # fmt: skip
     """Start a gateway in the foreground; Ctrl-C stops it and everything it runs."""
     from edgefc.config.gateway import load_gateway_config
     from edgefc.gateway.server import run
@@ -48,51 +59,12 @@ def gateway_run(ctx: click.Context, config_path: Path | None, data_dir: str | No
     try:
         config = load_gateway_config(config_path, data_dir=data_dir, listen=listen, isolation=isolation)
     except ValidationError as exc:
-        raise CliExit(exc.message, EXIT_BAD_INPUT) from exc
+        raise CliExit(render_error(exc.to_dict()), EXIT_BAD_INPUT) from exc
+    if deploy_path is not None and if_empty and has_deployed(Path(config.data_dir)):
+        echo_err(f"keeping the deployment in {config.data_dir} (not applying {deploy_path}; "
+                 f"to start again from it: stop the gateway, remove {config.data_dir}, start it again)")
+        deploy_path = None
     sys.exit(run(config, deploy=deploy_path))
-
-
-@cli.command()
-@click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
-@click.pass_context
-def deploy(ctx: click.Context, manifest: Path) -> None:
-    """Validate MANIFEST and its code locally, upload it, and apply it on the gateway."""
-    from edgefc.config.gateway import LimitsConfig
-    from edgefc.gateway.deploy import Limits, bundles_from_disk
-
-    defaults = LimitsConfig()
-    try:
-        text, bundles = bundles_from_disk(manifest, Limits(defaults.max_bundle_bytes, defaults.max_bundle_files))
-    except ValidationError as exc:
-        raise CliExit(f"{manifest} is not valid:\n  " + "\n  ".join(exc.problems), EXIT_BAD_INPUT) from exc
-    files: list[tuple[str, Any]] = [("manifest", ("deployment.yaml", text.encode(), "application/yaml"))]
-    files += [(name, (f"{name}.zip", data, "application/zip")) for name, data in bundles.items()]
-    client = client_from(ctx)
-    with Console(stderr=True).status(f"deploying {manifest} ({len(bundles)} function(s))…"):
-        response = client.request("PUT", "/v1/deployment", files=files, timeout=300)
-    if response.status_code >= 400:
-        _deploy_failed(client, response)
-    result = response.json()
-    click.echo(f"deployment {result['version']} applied")
-    for key, label in (("started", "started"), ("unchanged", "unchanged"), ("removed", "removed")):
-        if result.get(key):
-            click.echo(f"  {label}: {', '.join(result[key])}")
-
-
-def _deploy_failed(client: ApiClient, response: httpx.Response) -> NoReturn:
-    """Exit 2; a function that failed to start is shown by name with its traceback, not as a raw dict."""
-    try:
-        error = response.json()["error"]
-        details = error["details"] if error["type"] == "DeployFailed" else None
-    except (ValueError, KeyError, TypeError):
-        details = None
-    if not isinstance(details, list) or not all(isinstance(d, dict) for d in details):
-        client.fail(response)
-    lines = [f"DeployFailed: {error.get('message', '')}"]
-    for d in details:
-        lines.append(f"  {d.get('function')}: {d.get('type')}: {d.get('message')}")
-        lines += [f"    {line}" for line in "".join(d.get("stack") or []).rstrip().splitlines()]
-    raise CliExit("\n".join(lines), EXIT_BAD_INPUT)
 
 
 @cli.command()
@@ -120,47 +92,15 @@ def invoke(ctx: click.Context, name: str, data: str | None, file_: Any, is_async
 
 @cli.command()
 @click.argument("invocation_id")
+@output_option
 @click.pass_context
-def invocation(ctx: click.Context, invocation_id: str) -> None:
-    """Show an async invocation (state, result or error)."""
+def invocation(ctx: click.Context, invocation_id: str, output: str | None) -> None:
+    """Show an async invocation: state, times, and its result (as text when it is text, else base64) or error."""
     found = client_from(ctx).json("GET", f"/v1/invocations/{invocation_id}")
-    click.echo(json.dumps(found, indent=2))
+    fmt = chosen_format(output)
+    click.echo(dump(normalize(found), "yaml" if fmt == "yaml" else "json"))
     if found.get("state") == "failed":
         sys.exit(EXIT_FUNCTION_FAILED)
-
-
-def _fmt_ms(value: Any) -> str:
-    return "-" if value is None else f"{value:.1f}"
-
-
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="print the raw status")
-@click.pass_context
-def ps(ctx: click.Context, as_json: bool) -> None:
-    """List deployed functions with their state, instances and figures."""
-    functions = client_from(ctx).json("GET", "/v1/functions")
-    if as_json:
-        click.echo(json.dumps(functions, indent=2))
-        return
-    table = Table(box=None, header_style="bold")
-    for col in ("NAME", "MODE", "STATE", "ISOLATION", "INST", "VERSION", "CALLS", "ERRORS", "P50 MS", "P99 MS", "RESTARTS", "LAST EXIT"):
-        table.add_column(col)
-    colours = {"running": "green", "idle": "cyan", "backoff": "yellow", "failed": "red", "starting": "blue"}
-    for f in functions:
-        last = f.get("last_exit") or {}
-        duration = f.get("duration_ms") or {}
-        state = f["state"]
-        table.add_row(
-            f["name"], f["mode"], f"[{colours.get(state, 'white')}]{state}[/]", f.get("isolation", "-"),
-            str(len(f.get("instances", []))), str(f.get("version", "-")), str(f.get("invocations", 0)),
-            str(f.get("errors", 0)), _fmt_ms(duration.get("p50")), _fmt_ms(duration.get("p99")), str(f.get("restarts", 0)),
-            f"{last.get('reason')} ({last.get('code')})" if last else "-",
-        )  # fmt: skip
-    # Piped (a script, `| grep`), rich would squeeze the table into 80 columns and cut names: print it whole.
-    console = Console()
-    if not console.is_terminal:
-        console = Console(width=10_000)
-    console.print(table)
 
 
 @cli.command()
@@ -172,10 +112,12 @@ def rollback(ctx: click.Context) -> None:
 
 
 @cli.command()
+@output_option
 @click.pass_context
-def deployment(ctx: click.Context) -> None:
-    """Show the applied deployment."""
-    click.echo(json.dumps(client_from(ctx).json("GET", "/v1/deployment"), indent=2))
+def deployment(ctx: click.Context, output: str | None) -> None:
+    """Show the applied deployment: version, manifest, apply status, previous version."""
+    fmt = chosen_format(output)
+    click.echo(dump(normalize(client_from(ctx).json("GET", "/v1/deployment")), "yaml" if fmt == "yaml" else "json"))
 
 
 @cli.command()
@@ -191,24 +133,46 @@ def restart(ctx: click.Context, name: str) -> None:
 @click.argument("name")
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               help="project folder holding functions/ and deployment.yaml")  # fmt: skip
-@click.option("--mode", type=click.Choice(["on_demand", "continuous"]), default="on_demand")
-def init(name: str, directory: Path, mode: str) -> None:
-    """Scaffold functions/NAME/index.py and add it to deployment.yaml."""
+@click.option("-t", "--template", type=click.Choice(list(PYTHON_TEMPLATES)), default=None,
+              help="what kind of function (default on-demand)")  # fmt: skip
+@click.option("--runtime", type=click.Choice(list(RUNTIMES)), default="python3", show_default=True,
+              help="the language of the function")  # fmt: skip
+@click.option("--mode", type=click.Choice(["on_demand", "continuous"]), default=None,
+              help="same as --template on-demand or continuous")  # fmt: skip
+def init(name: str, directory: Path, template: str | None, runtime: str, mode: str | None) -> None:
+    """Make functions/NAME from a template and add it to deployment.yaml, keeping the file's own text
+    (comments, quoting, order) as it is.
+    """
+    chosen = template or (mode.replace("_", "-") if mode else "on-demand")
     try:
-        created = scaffold(directory, name, mode)
+        created = scaffold(directory, name, chosen, runtime)
     except ValidationError as exc:
-        raise CliExit("\n".join(exc.problems), EXIT_BAD_INPUT) from exc
+        raise CliExit(render_error(exc.to_dict()), EXIT_BAD_INPUT) from exc
     for path in created:
         click.echo(f"wrote {path}")
-    click.echo(f"next: edgefc deploy {directory / 'deployment.yaml'} && edgefc invoke {name} --data '{{\"name\":\"edge\"}}'")
+    click.echo(f"next: edgefc deploy {directory / 'deployment.yaml'} && {next_step(name, chosen, runtime)}")
+
+
+def has_deployed(data_dir: Path) -> bool:
+    """Whether the gateway data dir has ever had a deployment (read-only; a missing store means no)."""
+    db = data_dir / "state.db"
+    if not db.is_file():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as conn:
+            return conn.execute("SELECT 1 FROM deployments LIMIT 1").fetchone() is not None
+    except sqlite3.Error:
+        return True  # unreadable: never replace what might be the user's deployment
 
 
 def _register() -> None:
     """Commands defined in their own modules of the CLI."""
-    from edgefc.cli import devices, logs, publish, queues, top
+    from edgefc.cli import deploy, devices, login, logs, publish, queues, service, status, top
 
-    for command in (logs.logs, top.top, publish.publish, queues.queues, queues.deadletters, devices.devices):
+    for command in (deploy.deploy, status.ps, status.describe, logs.logs, top.top, publish.publish, queues.queues,
+                    queues.deadletters, devices.devices, login.login, login.logout, login.gateways, login.use):
         cli.add_command(command)
+    gateway.add_command(service.install_service)
 
 
 _register()

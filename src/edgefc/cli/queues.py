@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from edgefc.cli.client import ApiClient, client_from
+from edgefc.cli.output import console, normalize, rfc3339
 
 
 def _client() -> ApiClient:
@@ -54,7 +53,7 @@ def queues(as_json: bool) -> None:
             str(row["dropped"]),
             str(row["dead_lettered"]),
         )
-    Console().print(table)
+    console().print(table)
 
 
 @click.group("deadletters", invoke_without_command=True)
@@ -72,13 +71,13 @@ def list_deadletters(limit: int = 100, as_json: bool = False) -> None:
     """List dead letters, oldest first."""
     data = _client().json("GET", "/v1/deadletters", params={"limit": limit})
     if as_json:
-        click.echo(json.dumps(data, indent=2))
+        click.echo(json.dumps(normalize(data), indent=2))
         return
     table = Table(title=f"{len(data['deadletters'])} dead letter(s)")
     for column in ("id", "target", "topic", "attempts", "failed at", "last error"):
         table.add_column(column)
     for letter in data["deadletters"]:
-        failed = datetime.fromtimestamp(letter["failed_at"], UTC).isoformat(timespec="seconds")
+        failed = rfc3339(letter["failed_at"]) or "-"
         table.add_row(
             str(letter["id"]),
             letter["target"],
@@ -87,7 +86,7 @@ def list_deadletters(limit: int = 100, as_json: bool = False) -> None:
             failed,
             letter["error"],
         )
-    Console().print(table)
+    console().print(table)
 
 
 @deadletters.command("replay")

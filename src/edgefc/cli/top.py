@@ -6,12 +6,13 @@ import time
 from typing import Any
 
 import click
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
 from edgefc.cli.client import ApiClient, client_from
+from edgefc.cli.output import console as output_console
 
 STATE_STYLES = {
     "running": "green",
@@ -96,11 +97,8 @@ def frame(client: ApiClient) -> Group:
 def top(interval: float, once: bool) -> None:
     """Live view of every function (state, instances, CPU, memory, rate, p99, restarts) and the host."""
     client = client_from(click.get_current_context())
-    console = Console()
+    console = output_console()  # honours NO_COLOR; piped, prints the table whole
     if once:
-        if not console.is_terminal:
-            # Piped, rich would squeeze the table into 80 columns and wrap its cells: print it whole.
-            console = Console(width=10_000)
         console.print(frame(client))
         return
     try:

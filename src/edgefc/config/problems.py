@@ -7,6 +7,7 @@ these lines are for someone fixing a YAML file on a factory floor.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -129,3 +130,30 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
             return found
     origin = getattr(annotation, "__origin__", None)
     return _inner_model(origin) if origin is not None and origin is not annotation else None
+
+
+# ``functions[7]`` at the start of a problem line, not already followed by its name.
+_ENTRY_PATH = re.compile(r"^(functions|routes|devices)\[(\d+)\](?! \()")
+
+
+def label_paths(lines: Iterable[str], data: Any) -> list[str]:
+    """Name the entry each problem is about: ``functions[7].memory_mb: …`` → ``functions[7] (climate).memory_mb: …``.
+
+    ``data`` is the manifest as parsed YAML (possibly invalid); entries without a usable name stay as they are.
+    Never raises.
+    """
+    return [_ENTRY_PATH.sub(lambda m: _labelled(m, data), line) for line in lines]
+
+
+def _labelled(match: re.Match[str], data: Any) -> str:
+    key, index = match.group(1), int(match.group(2))
+    entries = data.get(key) if isinstance(data, dict) else None
+    entry = entries[index] if isinstance(entries, list) and index < len(entries) else None
+    if not isinstance(entry, dict):
+        return match.group(0)
+    if key == "devices":
+        pk, dn = entry.get("product_key"), entry.get("device_name")
+        name = f"/{pk}/{dn}" if isinstance(pk, str) and isinstance(dn, str) else None
+    else:
+        name = entry.get("name")
+    return f"{match.group(0)} ({name})" if isinstance(name, str) and name else match.group(0)
