@@ -10,8 +10,6 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from edgefc.sandbox.cgroups import CgroupTree
 from tests.conftest import need, need_root
 from tests.e2e.gateway_harness import GatewayProcess, fn
