@@ -7,6 +7,11 @@ import shutil
 
 import pytest
 
+# Many end-to-end tests have their functions write side files into the test's tmp_path, which a confined process
+# worker (its own user, the host's /tmp hidden) cannot reach: they run unconfined. tests/sandbox/
+# test_process_confine.py clears this for the gateways it starts, so confinement itself stays tested.
+os.environ.setdefault("EDGEFC_UNCONFINED_WORKERS", "1")
+
 
 def need(condition: bool, what: str) -> None:
     """Skip unless ``condition``; with EDGEFC_REQUIRE_ALL=1 (CI) fail instead, so nothing is skipped silently."""

@@ -24,6 +24,8 @@ from edgefc.errors import NotFound, ValidationError
 
 _FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the zip epoch: identical trees give identical bytes
 _CHUNK = 1 << 16
+MAX_NAME_BYTES = 255  # NAME_MAX of Linux file systems
+MAX_PATH_BYTES = 1024  # well under PATH_MAX once the data dir is in front
 _SHA = re.compile(r"[0-9a-f]{64}")
 _MAX_LISTED = 20  # problems listed per bundle; a hostile zip can have thousands
 
@@ -54,7 +56,9 @@ def zip_directory(path: Path, *, max_bytes: int, max_files: int, label: str) -> 
     return buffer.getvalue()
 
 
-def _walk(root: Path, directory: Path, prefix: str, label: str, ancestors: frozenset[Path]) -> Iterator[tuple[str, Path]]:
+def _walk(
+    root: Path, directory: Path, prefix: str, label: str, ancestors: frozenset[Path]
+) -> Iterator[tuple[str, Path]]:
     """Yield (name in the zip, real file) for every file under ``directory``, following links inside root."""
     for entry in sorted(directory.iterdir()):
         if entry.name == "__pycache__":
@@ -121,7 +125,14 @@ def _zip_problems(data: bytes, *, max_bytes: int, max_files: int) -> Iterator[st
             except _TooBig:
                 yield f"unpacks to more than the limit of {_mib(max_bytes)} (its sizes are forged)"
                 return
-            except (zipfile.BadZipFile, zlib.error, NotImplementedError, ValueError, OSError, EOFError) as exc:
+            except (
+                zipfile.BadZipFile,
+                zlib.error,
+                NotImplementedError,
+                ValueError,
+                OSError,
+                EOFError,
+            ) as exc:
                 # BadZipFile covers CRC mismatches, zlib.error broken deflate data.
                 yield f"entry {info.filename!r} is corrupt ({exc})"
 
@@ -149,6 +160,13 @@ def _entry_problems(info: zipfile.ZipInfo, seen: set[str]) -> Iterator[str]:
         yield f"entry {name!r} climbs out of the bundle with '..'"
     elif "\x00" in name or not name.strip("/"):
         yield f"entry {name!r} has an invalid name"
+    elif len(name.encode()) > MAX_PATH_BYTES or any(len(p.encode()) > MAX_NAME_BYTES for p in parts):
+        # The file system would refuse it at extraction (ENAMETOOLONG): say so here, about the entry.
+        shown = name if len(name) <= 80 else f"{name[:60]}…{name[-16:]}"
+        yield (
+            f"entry {shown!r} has a name too long (at most {MAX_NAME_BYTES} bytes per part and "
+            f"{MAX_PATH_BYTES} in all)"
+        )
     kind = stat.S_IFMT(info.external_attr >> 16)
     if kind == stat.S_IFLNK:
         yield f"entry {name!r} is a symbolic link; bundles may contain only files and directories"
@@ -238,7 +256,9 @@ class BundleStore:
                 _remove_tree(temp)
 
 
-def _extract_entry(archive: zipfile.ZipFile, info: zipfile.ZipInfo, into: Path, budget: int, label: str) -> int:
+def _extract_entry(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, into: Path, budget: int, label: str
+) -> int:
     target = into.joinpath(*[part for part in info.filename.replace("\\", "/").split("/") if part])
     if not target.resolve().is_relative_to(into.resolve()):  # check_zip ran; this is the belt to its braces
         raise ValidationError([f"{label}: entry {info.filename!r} leaves the bundle"])

@@ -310,7 +310,7 @@ function_specs = st.fixed_dictionaries(
         "max_queue": st.integers(0, 100000),
         "max_concurrency": st.integers(1, 1000),
         "env": st.dictionaries(st.from_regex(r"[A-Z][A-Z0-9_]{0,10}", fullmatch=True).filter(
-            lambda k: not k.startswith("EDGEFC_") and k != "FUNCTION_NAME"), st.text(max_size=20), max_size=10),
+            lambda k: not k.startswith("EDGEFC_") and k != "FUNCTION_NAME"), st.text(max_size=20).filter(lambda v: "\x00" not in v), max_size=10),
         "schedule": st.sampled_from(["*/5 * * * *", "0 */5 * * * *", "@every 1m30s", "@daily"]),
         "config": json_like(st.floats(allow_nan=False, allow_infinity=False)),
     },

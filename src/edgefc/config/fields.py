@@ -195,7 +195,9 @@ def _check_env(value: Any) -> dict[str, str]:
         if key == "FUNCTION_NAME" or key.upper().startswith("EDGEFC_"):
             problems.append(((key,), "reserved: the gateway sets FUNCTION_NAME and EDGEFC_* itself"))
             continue
-        if isinstance(item, str):
+        if isinstance(item, str) and "\x00" in item:
+            problems.append(((key,), "contains a NUL character, which no environment variable can hold"))
+        elif isinstance(item, str):
             result[key] = item
         elif isinstance(item, int) and not isinstance(item, bool):
             result[key] = str(item)

@@ -7,11 +7,20 @@ key (``EDGEFC_TOKEN``, ``EDGEFC_GATEWAY``, ``EDGEFC_REQUIRE_ALL``) belong to oth
 from __future__ import annotations
 
 import enum
+import ipaddress
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic import ValidationError as PydanticValidationError
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -30,9 +39,25 @@ def split_host_port(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535 or any(c in host for c in " /"):
+    if (
+        not sep
+        or not host
+        or not port.isdigit()
+        or not 0 <= int(port) <= 65535
+        or any(c in host for c in " /")
+    ):
         raise ValueError(f"{text!r} is not host:port (e.g. 127.0.0.1:9999, [::1]:9999, 0.0.0.0:9999)")
     return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an address or ``localhost``) reaches only this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _check_listen(text: str) -> str:
@@ -94,6 +119,19 @@ class MqttConfig(BaseModel):
     broker: Annotated[str, BeforeValidator(_normalise_broker)] = "managed"
     listen: Listen = "127.0.0.1:1883"
 
+    @field_validator("listen")
+    @classmethod
+    def _loopback_only(cls, listen: str, info: ValidationInfo) -> str:
+        # The managed Mosquitto allows anonymous clients: on any other address it is an open broker for the
+        # whole network (and for every container, through the bridge). broker is declared first, so it is known.
+        if info.data.get("broker", "managed") == "managed" and not is_loopback(split_host_port(listen)[0]):
+            raise ValueError(
+                f"{listen!r} is not a loopback address: the managed broker has no authentication, so it listens "
+                "on 127.0.0.1 or [::1] only. For devices on other hosts run a broker with authentication and set "
+                "mqtt.broker: mqtt://host:port"
+            )
+        return listen
+
     @property
     def mode(self) -> BrokerMode:
         """Managed, external or off."""
@@ -124,10 +162,14 @@ class CloudConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    url: Annotated[str | None, AfterValidator(_url_checker(("http", "https"), "https://cloud.example:8800"))] = None
+    url: Annotated[
+        str | None, AfterValidator(_url_checker(("http", "https"), "https://cloud.example:8800"))
+    ] = None
     gateway_id: str | None = None
     token_file: Path | None = None
-    mqtt_url: Annotated[str | None, AfterValidator(_url_checker(("mqtt", "mqtts"), "mqtt://broker:1883"))] = None
+    mqtt_url: Annotated[str | None, AfterValidator(_url_checker(("mqtt", "mqtts"), "mqtt://broker:1883"))] = (
+        None
+    )
     topic_prefix: str = ""
 
 
@@ -215,13 +257,17 @@ def load_gateway_config(path: Path | None = None, **overrides: Any) -> GatewayCo
         try:
             text = path.read_bytes()
         except OSError as exc:
-            raise ValidationError([f"{source}: cannot read the configuration file ({exc.strerror})"]) from None
+            raise ValidationError(
+                [f"{source}: cannot read the configuration file ({exc.strerror})"]
+            ) from None
         try:
             file_data = load_yaml(text, source=source) or {}
         except ValueError as exc:
             raise ValidationError([str(exc)]) from None
         if not isinstance(file_data, dict):
-            raise ValidationError([f"{source}: the configuration must be a mapping of keys, got {describe(file_data)}"])
+            raise ValidationError(
+                [f"{source}: the configuration must be a mapping of keys, got {describe(file_data)}"]
+            )
     env_data = _KnownEnvSource(GatewayConfig)()
     flag_data: dict[str, Any] = {}
     for key, value in overrides.items():
@@ -288,4 +334,3 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 def env_name(*path: str) -> str:
     """The environment variable for a key path: ``env_name("mqtt", "broker")`` → ``EDGEFC_MQTT__BROKER``."""
     return ENV_PREFIX + ENV_DELIMITER.join(part.upper() for part in path)
-

@@ -14,6 +14,10 @@ from edgefc.config.problems import format_loc, translate
 from edgefc.config.yamltext import load_yaml
 from edgefc.errors import ValidationError
 
+MAX_DEPTH = 64
+# A gateway runs what fits on it; thousands of functions would start hundreds of processes at once.
+MAX_ENTRIES = {"functions": 1000, "routes": 10_000, "devices": 10_000}
+
 
 def parse_manifest(text: str | bytes, *, source: str = "deployment.yaml") -> Manifest:
     """Parse and validate a manifest given as YAML text.
@@ -40,8 +44,19 @@ def manifest_from_dict(data: dict[str, Any], *, source: str = "manifest") -> Man
 def _validate(data: Any, source: str) -> Manifest:
     if not isinstance(data, dict):
         kind = "a list" if isinstance(data, list) else f"{type(data).__name__!s}"
-        raise ValidationError([f"{source}: the manifest must be a mapping with functions, routes and devices, "
-                               f"got {kind}"])
+        raise ValidationError(
+            [f"{source}: the manifest must be a mapping with functions, routes and devices, got {kind}"]
+        )
+    # Caps before validation, so that validating costs little whatever arrives (YAML, the API's JSON, the cloud).
+    too_deep = _deeper_than(data, MAX_DEPTH)
+    if too_deep is not None:
+        raise ValidationError(
+            [f"{format_loc(too_deep[:4]) or source}…: nested deeper than {MAX_DEPTH} levels"]
+        )
+    caps = [f"{key}: at most {cap} entries, got {len(data[key])}" for key, cap in MAX_ENTRIES.items()
+            if isinstance(data.get(key), list) and len(data[key]) > cap]  # fmt: skip
+    if caps:
+        raise ValidationError(caps)
     problems: list[tuple[Loc, str]] = []
     manifest: Manifest | None = None
     try:
@@ -53,6 +68,20 @@ def _validate(data: Any, source: str) -> Manifest:
     if problems or manifest is None:
         raise ValidationError(_lines(problems, source))
     return manifest
+
+
+def _deeper_than(data: Any, limit: int) -> Loc | None:
+    """The path of a value nested deeper than ``limit`` in plain data, or None (iterative: no recursion)."""
+    stack: list[tuple[Any, Loc]] = [(data, ())]
+    while stack:
+        value, loc = stack.pop()
+        if len(loc) > limit:
+            return loc
+        if isinstance(value, dict):
+            stack.extend((v, (*loc, str(k))) for k, v in value.items())
+        elif isinstance(value, list):
+            stack.extend((v, (*loc, i)) for i, v in enumerate(value))
+    return None
 
 
 def _lines(problems: list[tuple[Loc, str]], source: str) -> list[str]:
@@ -84,8 +113,10 @@ def _check_ref(ref: str, code_dir: Path, key: str) -> str | None:
     candidates = [Path(*module).with_suffix(".py"), Path(*module, "__init__.py")]
     found = next((c for c in candidates if (code_dir / c).is_file()), None)
     if found is None:
-        return (f"{ref!r} needs the file {candidates[0].as_posix()} in the function's code, "
-                f"which has no such file")
+        return (
+            f"{ref!r} needs the file {candidates[0].as_posix()} in the function's code, "
+            f"which has no such file"
+        )
     try:
         tree = ast.parse((code_dir / found).read_bytes(), filename=found.as_posix())
     except SyntaxError as exc:

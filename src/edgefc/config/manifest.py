@@ -158,6 +158,7 @@ class FunctionSpec(BaseModel):
     max_instances: bounded_int(1, 100) = 1  # type: ignore[valid-type]
     max_queue: bounded_int(0, 100000) = 100  # type: ignore[valid-type]
     restart_backoff_max_s: seconds(86400) = 60.0  # type: ignore[valid-type]  # continuous: longest wait between restarts
+    cpu: Annotated[float, Field(ge=0.01, le=1024, allow_inf_nan=False, strict=False)] | None = None  # cores (quota)
     schedule: Annotated[str, BeforeValidator(require_str), AfterValidator(_check_schedule)] | None = None
     schedule_payload: Json = None
     env: EnvMap = Field(default_factory=dict)
@@ -201,6 +202,7 @@ class FunctionSpec(BaseModel):
             privileged=section.privileged,
             devices=tuple(section.devices),
             volumes=tuple(section.volumes),
+            cpu=self.cpu,
         )
 
 

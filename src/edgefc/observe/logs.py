@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import sqlite3
 import threading
 import time
@@ -39,6 +40,22 @@ DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000
 
 _log = logging.getLogger(__name__)
+FUTURE_SLACK_S = 300.0  # clocks of the gateway and a worker may differ a little, never by more
+
+
+def stamp(value: Any) -> float:
+    """The time a line is stored with: the sender's if it is a plausible epoch, else the gateway's clock now.
+
+    A worker's frame is the function's to write: NaN, infinities, 1e300, negative or far-future times, or not
+    a number at all, would fail a write batch or every later query; they get the gateway's time instead.
+    """
+    now = time.time()
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return now
+    t = float(value)
+    if not math.isfinite(t) or t < 0 or t > now + FUTURE_SLACK_S:
+        return now
+    return t
 
 
 class LogStore:
@@ -148,7 +165,7 @@ class LogStore:
     def _enqueue(self, entry: LogEntry) -> StoredEntry:
         stored = StoredEntry(
             id=self._next_id,
-            time=float(entry.time),
+            time=stamp(entry.time),
             function=entry.function,
             instance=entry.instance or "",
             request_id=entry.request_id or "",
@@ -253,11 +270,14 @@ class LogStore:
             while self._pending and len(batch) < 5000:
                 batch.append(self._pending.popleft())
             with self._db_lock:
-                ok = self._guarded(self._insert, batch)
-            if ok is None:
-                # The batch is lost (disk full, I/O error); count it against each function and go on.
-                for entry in batch:
-                    self._dropped[entry.function] = self._dropped.get(entry.function, 0) + 1
+                lost = [] if self._guarded(self._insert, batch) else batch
+                if len(lost) > 1:
+                    # One bad row must not cost the others (a raw frame's NaN time once lost 430 lines of
+                    # another function): retry one by one, and lose only the rows that fail alone.
+                    lost = [entry for entry in lost if not self._quiet(self._insert, [entry])]
+            # What is lost (disk full, I/O error) is counted against each function, and the writer goes on.
+            for entry in lost:
+                self._dropped[entry.function] = self._dropped.get(entry.function, 0) + 1
             with self._cond:
                 self._written_id = batch[-1].id
                 self._cond.notify_all()
@@ -286,6 +306,14 @@ class LogStore:
         for function, total in list(self._sizes.items()):
             if total > self.max_bytes_per_function:
                 self._trim(function)
+
+    def _quiet(self, call: Any, *args: Any) -> bool:
+        try:
+            call(*args)
+            return True
+        except sqlite3.Error:
+            self.write_errors += 1
+            return False
 
     def _guarded(self, call: Any, *args: Any) -> Any:
         try:

@@ -52,4 +52,11 @@ def parse_time(text: str, *, now: float, param: str = "time") -> float:
 
 def format_time(epoch: float) -> str:
     """RFC 3339 UTC with microseconds, the form entries are returned in (and parse_time accepts back)."""
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    except (
+        OverflowError,
+        OSError,
+        ValueError,
+    ):  # a bad time stored by an older version: show it, do not fail
+        return "1970-01-01T00:00:00.000000Z" if not epoch > 0 else "9999-12-31T23:59:59.999999Z"

@@ -61,6 +61,7 @@ class ContainerSpec:
     privileged: bool = False
     devices: tuple[str, ...] = ()  # "/dev/ttyUSB0:/dev/ttyS0:rwm"
     volumes: tuple[str, ...] = ()  # "/var/lib/app:/data:ro"
+    cpu: float | None = None  # CPU quota in cores (0.5 = half a core); None: no quota
 
 
 @dataclass(frozen=True)

@@ -21,12 +21,14 @@ from typing import Any
 import edgefc
 from edgefc.errors import ValidationError
 from edgefc.sandbox.base import InstanceSpec
+from edgefc.sandbox.seccomp import default_profile
 
 WORKER_SOCKET = "/run/edgefc/worker.sock"
 CODE_DIR = "/code"
 NOBODY = 65534
 PIDS_LIMIT = 512
 TMP_SIZE = "64m"
+CPU_PERIOD_US = 100_000
 
 # Docker's default capability set: the bounding set of an unprivileged container.
 DEFAULT_CAPS = (
@@ -298,6 +300,25 @@ def build_config(
         namespaces.append({"type": "network", "path": netns_path})
         sysctl["net.ipv4.ip_unprivileged_port_start"] = "0"
     memory = spec.memory_mb * 1024 * 1024
+    resources: dict[str, Any] = {
+        "devices": rules,
+        "memory": {"limit": memory, "swap": memory},
+        "pids": {"limit": PIDS_LIMIT},
+    }
+    cpu = box.cpu
+    if cpu:  # a CFS quota: ``cpu`` cores' worth of each period
+        resources["cpu"] = {"quota": max(1000, int(cpu * CPU_PERIOD_US)), "period": CPU_PERIOD_US}
+    linux: dict[str, Any] = {
+        "cgroupsPath": cgroups_path,
+        "namespaces": namespaces,
+        "devices": devices,
+        "sysctl": sysctl,
+        "resources": resources,
+        "maskedPaths": [] if box.privileged else list(MASKED_PATHS),
+        "readonlyPaths": [] if box.privileged else list(READONLY_PATHS),
+    }
+    if not box.privileged:
+        linux["seccomp"] = default_profile()
     return {
         "ociVersion": "1.0.2",
         "process": {
@@ -313,19 +334,7 @@ def build_config(
         "root": {"path": "rootfs", "readonly": True},
         "hostname": hostname,
         "mounts": mounts,
-        "linux": {
-            "cgroupsPath": cgroups_path,
-            "namespaces": namespaces,
-            "devices": devices,
-            "sysctl": sysctl,
-            "resources": {
-                "devices": rules,
-                "memory": {"limit": memory, "swap": memory},
-                "pids": {"limit": PIDS_LIMIT},
-            },
-            "maskedPaths": [] if box.privileged else list(MASKED_PATHS),
-            "readonlyPaths": [] if box.privileged else list(READONLY_PATHS),
-        },
+        "linux": linux,
     }
 
 

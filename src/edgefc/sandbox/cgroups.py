@@ -97,11 +97,12 @@ class CgroupTree:
     def create(self, name: str, limit_bytes: int) -> MemoryCgroup:
         """Make the cgroup of one instance with its memory limit (no swap beyond it). Raises SandboxError."""
         path = self.base / name
+        cg = MemoryCgroup(path, self.version)
         try:
             path.mkdir(exist_ok=True)
-            cg = MemoryCgroup(path, self.version)
             cg.set_limit(limit_bytes)
         except OSError as exc:
+            cg.destroy(timeout=0.5)  # never leave an empty cgroup behind a failed start
             raise SandboxError(f"cannot create memory cgroup {path}: {exc}") from exc
         return cg
 

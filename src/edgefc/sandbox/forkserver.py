@@ -3,11 +3,13 @@
 A fork costs ~2 ms where a fresh interpreter costs ~50 ms. The gateway talks to it over a socket pair with
 the frames of :mod:`edgefc.worker.protocol`:
 
-- gateway → server: ``spawn`` {req, instance, key, socket, code_dir, env, cgroup_procs}
+- gateway → server: ``spawn`` {req, instance, key, socket, code_dir, env, cgroup_procs, private?}
 - server → gateway: ``spawned`` {req, pid} | ``spawn_error`` {req, message} | ``exit`` {pid, status}
 
 The server is the parent of every worker, reaps them and reports each exit. It dies with the gateway
-(PR_SET_PDEATHSIG), and its workers die with it.
+(PR_SET_PDEATHSIG), and its workers die with it. As root it confines each worker (:mod:`edgefc.sandbox.confine`)
+under a user id of its own, ``WORKER_UID_BASE + pid`` (unique among live workers, no state to keep); a worker
+inherits no file descriptor but its standard streams.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 # Imported here so that a forked worker finds them loaded: this is what makes cold starts cheap.
 import edgefc.sdk  # noqa: F401
 import edgefc.worker.main as worker_main
+from edgefc.sandbox import confine
 from edgefc.worker.protocol import encode, recv_frame
 
 PR_SET_PDEATHSIG = 1
@@ -34,7 +37,17 @@ def die_with_parent() -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def _child(req: dict[str, Any], server_pid: int, keep_fds: list[int]) -> None:
+def _private_dirs(req: dict[str, Any]) -> list[str]:
+    """The gateway's private directories: as the request names them, else its data dir (the worker socket lies
+    in ``<data dir>/run/``; a long data dir's socket lies in ``/tmp``, which is hidden anyway)."""
+    given = req.get("private")
+    if isinstance(given, list):
+        return [str(p) for p in given]
+    data_dir = os.path.dirname(os.path.dirname(os.path.abspath(req["socket"])))
+    return [data_dir] if data_dir not in ("/", "") else []
+
+
+def _child(req: dict[str, Any], server_pid: int, confined: bool) -> None:
     """Runs in the forked child: become the instance, then serve. Never returns."""
     code = 1
     try:
@@ -45,11 +58,18 @@ def _child(req: dict[str, Any], server_pid: int, keep_fds: list[int]) -> None:
         signal.set_wakeup_fd(-1)
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGINT, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
-        for fd in keep_fds:
-            os.close(fd)
+        # Only the standard streams go on: the control socket, the wake-up pipe and anything else that slipped
+        # into the server (a listening socket of the gateway, say) must not reach function code.
+        os.closerange(3, 1 << 20)
         if req.get("cgroup_procs"):
             with open(req["cgroup_procs"], "w") as f:
                 f.write(str(os.getpid()))
+        if confined:
+            confine.confine(uid=confine.WORKER_UID_BASE + os.getpid(), code_dir=req["code_dir"],
+                            socket_path=req["socket"], private=_private_dirs(req))  # fmt: skip
+            die_with_parent()  # a change of user clears the parent-death signal
+            if os.getppid() != server_pid:
+                os._exit(1)
         os.environ.clear()
         os.environ.update(req["env"])
         os.chdir(req["code_dir"])
@@ -81,6 +101,9 @@ def serve(ctrl: socket.socket) -> None:
     sel.register(ctrl, selectors.EVENT_READ, "ctrl")
     sel.register(r, selectors.EVENT_READ, "sig")
     me = os.getpid()
+    confined, why = confine.available()
+    if not confined:
+        os.write(2, f"edgefc fork server: workers are NOT confined: {why}\n".encode())
     while True:
         for key, _ in sel.select():
             if key.data == "sig":
@@ -103,7 +126,7 @@ def serve(ctrl: socket.socket) -> None:
                 ctrl.sendall(encode({"t": "spawn_error", "req": req["req"], "message": str(exc)}))
                 continue
             if pid == 0:
-                _child(req, me, [ctrl.fileno(), r, w])
+                _child(req, me, confined)
             ctrl.sendall(encode({"t": "spawned", "req": req["req"], "pid": pid}))
         _reap(ctrl)
 

@@ -285,7 +285,7 @@ class ProcessSandbox(Sandbox):
         try:
             create_time = psutil.Process(pid).create_time()
             pidfile.write_text(f"{pid} {create_time}")
-        except psutil.Error:
+        except (psutil.Error, OSError):  # a full disk must not fail a cold start: the cgroup finds leftovers too
             pass
         inst = ProcessInstance(spec, pid, cgroup, pidfile, self._tasks)
         if pid in self._early_exits:

@@ -301,15 +301,20 @@ class RuncSandbox(Sandbox):
 
     async def teardown(self, cid: str, networked: bool) -> None:
         """Delete the container, its cgroups, its network and its bundle; safe to repeat."""
-        code, _, err = await runc_command(self.runc, self.runc_root, "delete", "--force", cid)
-        if code != 0 and b"does not exist" not in err:
-            log.warning("runc delete %s: %s", cid, err.decode(errors="replace").strip())
-        # runc removes the cgroups it made; this only catches a delete that failed halfway.
-        await asyncio.to_thread(remove_cgroups, cid, exact=True)
-        if networked and self.net is not None:
-            await self.net.delete(cid)
-            await cni.delete_netns(cid)
-        await asyncio.to_thread(shutil.rmtree, self.bundles / cid, True)
+        try:
+            code, _, err = await runc_command(self.runc, self.runc_root, "delete", "--force", cid)
+            if code != 0 and b"does not exist" not in err:
+                log.warning("runc delete %s: %s", cid, err.decode(errors="replace").strip())
+        finally:
+            # Unconditional: runc removes the cgroups it made, but not when its delete failed halfway or could
+            # not even start (a full disk, a missing binary).
+            await asyncio.to_thread(remove_cgroups, cid, exact=True)
+            try:
+                if networked and self.net is not None:
+                    await self.net.delete(cid)
+                    await cni.delete_netns(cid)
+            finally:
+                await asyncio.to_thread(shutil.rmtree, self.bundles / cid, True)
 
     async def close(self) -> None:
         """Kill every running container and wait until each is cleaned up; then drop our idle bridge."""

@@ -9,7 +9,7 @@ import logging
 import os
 from pathlib import Path
 
-from edgefc.worker.protocol import ProtocolError, read_frame
+from edgefc.worker.protocol import HELLO_MAX_FRAME, MAX_UNPROVEN, ProtocolError, read_frame
 
 log = logging.getLogger("edgefc.hub")
 
@@ -23,6 +23,7 @@ class WorkerHub:
         self.socket_path = socket_path
         self._expected: dict[str, tuple[str, asyncio.Future[Streams]]] = {}
         self._server: asyncio.AbstractServer | None = None
+        self._unproven = 0
 
     async def start(self) -> None:
         self.socket_path.parent.mkdir(parents=True, exist_ok=True)
@@ -51,11 +52,17 @@ class WorkerHub:
             entry[1].cancel()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._unproven >= MAX_UNPROVEN:  # connections that have not said hello yet cost the gateway nothing more
+            writer.close()
+            return
+        self._unproven += 1
         try:
-            hello = await asyncio.wait_for(read_frame(reader), 10)
+            hello = await asyncio.wait_for(read_frame(reader, HELLO_MAX_FRAME), 10)
         except (TimeoutError, EOFError, ProtocolError, OSError, ValueError):
             writer.close()
             return
+        finally:
+            self._unproven -= 1
         entry = self._expected.get(str(hello.get("instance")))
         if hello.get("t") != "hello" or entry is None or not hmac.compare_digest(entry[0], str(hello.get("key", ""))):
             log.warning("refused a worker connection that did not identify as an expected instance")

@@ -13,6 +13,7 @@ from typing import Any
 from edgefc.errors import EdgefcError, FunctionError
 from edgefc.sandbox.base import ExitStatus, Instance, stop_then_kill
 from edgefc.tasks import TaskGroup
+from edgefc.worker.calls import parse_call
 from edgefc.worker.protocol import ProtocolError, encode, take_frames
 
 log = logging.getLogger("edgefc.instance")
@@ -165,7 +166,7 @@ class Runner:
 
     async def _serve_call(self, frame: dict[str, Any]) -> None:
         try:
-            value = await self._on_call(frame["op"], frame.get("args") or {})
+            value = await self._on_call(*parse_call(frame.get("op"), frame.get("args")))  # typed and capped
             reply = {"t": "reply", "cid": frame["cid"], "ok": True, "value": value}
         except EdgefcError as exc:
             reply = {"t": "reply", "cid": frame["cid"], "ok": False, "error": exc.to_dict()}

@@ -31,12 +31,16 @@ if TYPE_CHECKING:  # the worker side never needs asyncio: importing it costs a c
 
 HEADER = struct.Struct(">I")
 MAX_FRAME = 64 * 1024 * 1024
+# What a connection may send before it proved who it is: a hello is ~150 bytes. The cap is checked on the length
+# header, before anything is read or allocated for the body.
+HELLO_MAX_FRAME = 4096
+MAX_UNPROVEN = 64  # connections on the worker socket that have not said hello yet; more are closed at once
 
 _packb = msgpack.Packer(use_bin_type=True).pack
 
 
-class ProtocolError(Exception):
-    """A peer sent something that is not a frame of this protocol."""
+class ProtocolError(ValueError):
+    """A peer sent something that is not a frame of this protocol (or a frame over its cap)."""
 
 
 def encode(frame: dict[str, Any]) -> bytes:
@@ -45,7 +49,11 @@ def encode(frame: dict[str, Any]) -> bytes:
 
 
 def decode(body: bytes | bytearray) -> dict[str, Any]:
-    frame = msgpack.unpackb(body, raw=False)
+    """One frame's body as its map. Raises ProtocolError for anything else (bad msgpack, not a map, no ``t``)."""
+    try:
+        frame = msgpack.unpackb(body, raw=False)
+    except Exception as exc:  # noqa: BLE001 — msgpack raises several types (ValueError, StackError, TypeError…)
+        raise ProtocolError(f"frame is not valid msgpack: {type(exc).__name__}") from None
     if not isinstance(frame, dict) or "t" not in frame:
         raise ProtocolError("frame is not a map with a 't' key")
     return frame
@@ -109,15 +117,19 @@ def recv_frame(sock: socket.socket) -> dict[str, Any]:
     return decode(recv_exact(sock, length))
 
 
-async def read_frame(reader: asyncio.StreamReader) -> dict[str, Any]:
-    """Read one frame from an asyncio stream (the gateway side); raises EOFError at the end."""
+async def read_frame(reader: asyncio.StreamReader, max_frame: int = MAX_FRAME) -> dict[str, Any]:
+    """Read one frame from an asyncio stream (the gateway side).
+
+    Raises EOFError at the end, ProtocolError for a frame longer than ``max_frame`` (checked on its header,
+    before the body is read) or one that does not decode.
+    """
     import asyncio
 
     try:
         head = await reader.readexactly(HEADER.size)
         (length,) = HEADER.unpack(head)
-        if length > MAX_FRAME:
-            raise ProtocolError(f"frame of {length} bytes exceeds {MAX_FRAME}")
+        if length > max_frame:
+            raise ProtocolError(f"frame of {length} bytes exceeds {max_frame}")
         body = await reader.readexactly(length)
     except asyncio.IncompleteReadError as exc:
         raise EOFError("peer closed the connection") from exc

@@ -1,0 +1,109 @@
+"""Process-isolated functions run confined: their own user, no capabilities, no_new_privs, no inherited fds,
+and no view of the admin token, the data dir, /root or another function's environment (issue 15)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import need_root
+from tests.e2e.gateway_harness import GatewayProcess, fn
+
+PROBE = r"""
+import json, os, signal
+
+def _try(f):
+    try:
+        return ["ok", f()]
+    except OSError as exc:
+        return ["denied", exc.errno]
+
+def handler(event, context):
+    ask = json.loads(event)
+    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+    fds = sorted(int(fd) for fd in os.listdir("/proc/self/fd"))
+    targets = {}
+    for fd in fds:
+        try:
+            targets[fd] = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            pass
+    def write_data():
+        with open(os.path.join(ask["data_dir"], "owned"), "w") as f:
+            f.write("x")
+        return True
+    return {
+        "uid": os.getuid(), "euid": os.geteuid(), "groups": os.getgroups(),
+        "cap_eff": status["CapEff"].strip(), "cap_bnd": status["CapBnd"].strip(), "no_new_privs": status["NoNewPrivs"].strip(),
+        "fds": targets,
+        "token": _try(lambda: open(os.path.join(ask["data_dir"], "admin.token")).read()),
+        "data_dir": _try(lambda: os.listdir(ask["data_dir"])),
+        "write_data": _try(write_data),
+        "root": _try(lambda: os.listdir("/root")),
+        "other_env": _try(lambda: open(f"/proc/{ask['other_pid']}/environ", "rb").read().decode(errors="replace")),
+        "gateway_env": _try(lambda: open(f"/proc/{ask['gateway_pid']}/environ", "rb").read().decode(errors="replace")),
+        "signal_gateway": _try(lambda: os.kill(ask["gateway_pid"], 0)),
+        "signal_other": _try(lambda: os.kill(ask["other_pid"], 0)),
+        "tmp_write": _try(lambda: open("/tmp/scratch", "w").write("ok")),
+        "import_json_stdlib": __import__("decimal").__name__,
+    }
+"""
+
+SECRET = """
+import os
+def handler(event, context):
+    return os.environ["SECRET"]
+"""
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
+    need_root()
+    gw = GatewayProcess(
+        tmp_path / "data", isolation="process", env={"EDGEFC_UNCONFINED_WORKERS": "0"}
+    ).start()
+    yield gw
+    gw.stop()
+
+
+def test_process_worker_is_confined(gateway: GatewayProcess) -> None:
+    gateway.deploy(
+        {"functions": [fn("probe", isolation="process", mode="on_demand"),
+                       fn("other", isolation="process", mode="continuous", env={"SECRET": "hunter2-other"})]},
+        {"probe": PROBE, "other": SECRET},
+    )  # fmt: skip
+    other = gateway.wait_for(
+        lambda: [i["pid"] for i in gateway.status("other")["instances"] if i.get("pid")], what="other's pid"
+    )[0]
+    ask = {"data_dir": str(gateway.data_dir), "other_pid": other, "gateway_pid": gateway.pid}
+    response = gateway.invoke("probe", json.dumps(ask).encode())
+    assert response.status_code == 200, response.text
+    seen = response.json()
+
+    assert seen["uid"] != 0 and seen["euid"] != 0 and seen["groups"] == []
+    assert int(seen["cap_eff"], 16) == 0 and int(seen["cap_bnd"], 16) == 0
+    assert seen["no_new_privs"] == "1"
+    # Only the standard streams and the worker's own connection; nothing of the gateway's (API socket, pipes).
+    # (The worker dups its stdout/stderr pipes to capture output: those are its own.)
+    extra = [
+        t for fd, t in seen["fds"].items() if int(fd) > 2 and t not in (seen["fds"]["1"], seen["fds"]["2"])
+    ]
+    assert len(extra) == 1 and extra[0].startswith("socket:"), seen["fds"]
+    token = (gateway.data_dir / "admin.token").read_text().strip()
+    assert token not in json.dumps(seen)
+    assert seen["token"][0] == "denied"
+    # The data dir shows only the paths bound back into it (its code, the worker socket's dir), never its files.
+    assert seen["data_dir"][0] == "denied" or set(seen["data_dir"][1]) <= {"code", "run", "bundles"}
+    assert seen["write_data"][0] == "denied"
+    assert seen["root"] == ["ok", [".pyenv"]] or seen["root"][0] == "denied"
+    assert seen["other_env"][0] == "denied" and "hunter2" not in json.dumps(seen)
+    assert seen["gateway_env"][0] == "denied"
+    assert seen["signal_gateway"][0] == "denied" and seen["signal_other"][0] == "denied"
+    assert seen["tmp_write"][0] == "ok"
+    assert seen["import_json_stdlib"] == "decimal"
+    assert not (gateway.data_dir / "owned").exists()
+    assert os.path.exists(gateway.data_dir / "admin.token")
