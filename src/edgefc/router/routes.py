@@ -14,7 +14,7 @@ from typing import Protocol
 from edgefc.router import topics
 from edgefc.router.message import Message, SourceType
 
-_FUNCTION_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_FUNCTION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")  # config.fields.NAME_PATTERN
 _PLAIN_SOURCES = frozenset({"mqtt", "cloud", "api", "any"})
 _CACHE_LIMIT = 4096
 
