@@ -73,10 +73,16 @@ class BodyWatch:
 
     def _run(self) -> None:
         started = time.monotonic()
-        samples: list[tuple[float, float, bool]] = [(started, self._cpu(), False)]
+        try:
+            samples: list[tuple[float, float, bool]] = [(started, self._cpu(), False)]
+        except OSError:
+            return
         while not self._done.wait(_POLL_S):
             now = time.monotonic()
-            samples.append((now, self._cpu(), self._asleep()))
+            try:
+                samples.append((now, self._cpu(), self._asleep()))
+            except OSError:  # the thread ended (its CPU clock went with it): nothing left to watch
+                return
             while len(samples) > 2 and now - samples[1][0] >= SETTLE_WINDOW_S:
                 samples.pop(0)
             span = now - samples[0][0]
