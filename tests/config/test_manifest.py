@@ -64,7 +64,7 @@ BAD_MANIFESTS = [
     ("functions not a list", with_change("functions", {"a": 1}), "functions: must be a list"),
     ("function not a mapping", with_change("functions.1", "hello"), "functions[1]: must be a mapping"),
     ("missing handler", with_change("functions.0", {"name": "hello"}), "functions[0]: missing required key 'handler'"),
-    ("upper-case name", fn(name="Hello"), "functions[0].name: 'Hello' (string) is not a valid name"),
+    ("name with a dot", fn(name="Hello.World"), "functions[0].name: 'Hello.World' (string) is not a valid name"),
     ("name too long", fn(name="a" * 64), "functions[0].name:"),
     ("name starts with dash", fn(name="-x"), "functions[0].name:"),
     ("duplicate function", with_change("functions.2.name", "hello"), "functions[2].name: duplicate function name 'hello'"),

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, BeforeValidator
 
 Loc = tuple[str | int, ...]
 
-NAME_PATTERN = r"[a-z0-9][a-z0-9-]{0,62}"
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}"  # capitals and "_" as Link IoT Edge names allow (HelloThing)
 HANDLER_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+"
 ENV_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*"
 MAX_ENV = 10
@@ -142,7 +142,7 @@ StrictBool = Annotated[bool, BeforeValidator(_strict_bool)]
 Name = Annotated[
     str,
     BeforeValidator(require_str),
-    AfterValidator(patterned(NAME_RE, "name (lower-case letters, digits and '-', 1-63 characters, "
+    AfterValidator(patterned(NAME_RE, "name (letters, digits, '-' and '_', 1-63 characters, "
                              "starting with a letter or digit)")),
 ]
 HandlerRef = Annotated[

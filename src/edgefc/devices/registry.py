@@ -42,6 +42,7 @@ class Device:
         self.properties: dict[str, dict[str, Any]] = {}  # name → {"value", "time"}
         self.last_seen: int | None = None
         self.registered_at: int | None = None
+        self.status_at: int | None = None  # when its status (online/offline) last changed
 
     @property
     def key(self) -> tuple[str, str]:
@@ -61,6 +62,7 @@ class Device:
         self.properties = other.properties
         self.last_seen = other.last_seen
         self.registered_at = other.registered_at
+        self.status_at = other.status_at
 
     def seen(self) -> int:
         self.last_seen = now_ms()

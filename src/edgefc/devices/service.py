@@ -5,10 +5,16 @@ Reports become router messages on the Link IoT Edge topics with source ``device:
 get/set/service request goes to the driver instance as a ``callback`` frame and is answered by the driver's
 callback for that device, within a timeout. When a driver has no running instance left, its devices are
 unregistered (shown offline) until a new instance registers them again.
+
+Reports a driver makes while a deployment is being applied (Link IoT Edge drivers register and report at import,
+i.e. while their instance starts) are held and routed, in order, once the deployment's routes are in place: a
+device's first report is never lost. A device's model (``tsl`` in its config) types its reports, sets and service
+calls (``tsl.py``). Each change of a device's status is a message on :func:`status_topic` that routes can match.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -16,10 +22,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from edgefc.devices import codes
-from edgefc.devices.registry import Device, DeviceState, Registry, device_path
+from edgefc.devices.registry import Device, DeviceState, Registry, device_path, now_ms
+from edgefc.devices.tsl import ThingModel
 from edgefc.errors import DeviceError, FunctionError, Unavailable, ValidationError
 from edgefc.invoker.ports import CallbackTarget, DeploymentHooks, DriverAccess, Publish
 from edgefc.router.topics import validate_topic
+from edgefc.tasks import TaskGroup
 
 log = logging.getLogger("edgefc.devices")
 
@@ -35,6 +43,12 @@ def property_topic(product_key: str, device_name: str) -> str:
 
 def event_topic(product_key: str, device_name: str, event: str) -> str:
     return f"/sys/{product_key}/{device_name}/thing/event/{event}/post"
+
+
+def status_topic(product_key: str, device_name: str) -> str:
+    """Where a device's online/offline changes are published: the topic Alibaba's IoT Platform uses for device
+    status, with payload ``{"status": "online"|"offline", "productKey", "deviceName", "time", "lastTime"}``."""
+    return f"/as/mqtt/status/{product_key}/{device_name}"
 
 
 def _text(args: dict[str, Any], key: str, what: str) -> str:
@@ -71,14 +85,17 @@ def _json(value: Any) -> bytes:
 class DeviceService:
     """Serves ``device.*`` (drivers) and ``thing.*`` (applications) SDK calls and the devices API."""
 
-    def __init__(self, *, functions: DriverAccess, deployments: DeploymentHooks, publish: Publish,
+    def __init__(self, *, functions: DriverAccess, deployments: DeploymentHooks, publish: Publish, tasks: TaskGroup,
                  callback_timeout_s: float = DEFAULT_CALLBACK_TIMEOUT_S) -> None:  # fmt: skip
         self.functions = functions
         self.deployments = deployments
         self.publish = publish
+        self.tasks = tasks
         self.registry = Registry()
         self.callback_timeout_s = callback_timeout_s
         self._alive: dict[str, set[str]] = {}  # function → its instances that became ready and have not ended
+        # Messages held while a deployment is applied (its routes are not in place yet): (source id, topic, body).
+        self._held: list[tuple[str, str, bytes]] | None = None
         self._driver_ops: dict[str, Op] = {
             "list": self._list_mine, "register": self._register, "online": self._online, "offline": self._offline,
             "unregister": self._unregister, "report_properties": self._report_properties,
@@ -94,21 +111,53 @@ class DeviceService:
         # before on_applied runs; so the registry takes the new device list just before the apply (and goes back
         # when it fails). A driver whose devices change is a changed function: the deployer replaces it.
         deployments.before_apply.append(self._before_apply)
+        deployments.on_applied.append(self._applied)  # after messaging's own hook: the new routes are in place
         functions.handle("device", self._driver_call)
         functions.handle("thing", self._app_call)
+        functions.handle("compat", self._compat_call)
         functions.listen(self._instance_event)
 
     def close(self) -> None:
-        """Detach from the gateway (idempotent)."""
+        """Detach from the gateway (idempotent); the held-report tasks belong to ``tasks`` and end with it."""
         if self._before_apply in self.deployments.before_apply:
             self.deployments.before_apply.remove(self._before_apply)
+        if self._applied in self.deployments.on_applied:
+            self.deployments.on_applied.remove(self._applied)
         self.functions.unhandle("device", self._driver_call)
         self.functions.unhandle("thing", self._app_call)
+        self.functions.unhandle("compat", self._compat_call)
         self.functions.unlisten(self._instance_event)
 
     def _before_apply(self, prepared: Any) -> Callable[[], None]:
         previous = self.registry.apply(prepared.manifest.devices)
-        return lambda: self.registry.restore(previous)
+        if self._held is None:
+            self._held = []
+
+        def undo() -> None:
+            self.registry.restore(previous)
+            self._spawn(self._release())  # the previous deployment's routes are still in place
+
+        return undo
+
+    async def _applied(self, prepared: Any) -> None:
+        await self._release()
+
+    async def _release(self) -> None:
+        """Route the held messages, in order (and those held meanwhile), then stop holding."""
+        held = self._held
+        if held is None:
+            return
+        while held:
+            source, topic, body = held.pop(0)
+            try:
+                await self.publish(topic, body, 0, "device", source)
+            except Exception:  # noqa: BLE001 — one refused message must not hold back the others
+                log.exception("could not route the held message on %s from device %s", topic, source)
+        if self._held is held:
+            self._held = None
+
+    def _spawn(self, coro: Any) -> None:
+        self.tasks.spawn(coro, "devices-publish")
 
     # ---- instances ---------------------------------------------------------------------------------------------
 
@@ -124,6 +173,8 @@ class DeviceService:
             return  # e.g. the old instance of a redeployed driver: the new one already took over
         del self._alive[function]
         gone = self.registry.driver_gone(function)
+        for device in gone:
+            self._spawn(self._status(device, online=False))
         if gone:
             log.warning("driver %s has no running instance: %d device(s) offline (%s)", function, len(gone),
                         ", ".join(d.path for d in gone[:5]) + (" …" if len(gone) > 5 else ""))  # fmt: skip
@@ -146,6 +197,20 @@ class DeviceService:
             raise ValidationError([f"sdk: unknown thing operation {op!r}"])
         return await handler(function, args)
 
+    async def _compat_call(self, function: str, op: str, args: dict[str, Any]) -> Any:
+        """``compat.invoke``: lecoresdk's ``Client.invoke_function``, whose ``invokerContext`` reaches the callee's
+        ``context.invoker_context`` (edgefc's own ``fc.invoke`` has no such argument). Raises what invoke raises."""
+        if op != "compat.invoke":
+            raise ValidationError([f"sdk: unknown operation {op!r}"])
+        name = _text(args, "name", "the function name")
+        payload = args.get("payload") or b""
+        if not isinstance(payload, bytes):
+            raise ValidationError(["payload: must be bytes"])
+        trigger = {"type": "invoke", "source": f"function:{function}", "invoker_context": args.get("invoker_context")}
+        if args.get("type") == "async":
+            return await self.functions.invoke_async(name, payload, trigger)
+        return await self.functions.invoke(name, payload, trigger=trigger)
+
     # ---- drivers ---------------------------------------------------------------------------------------------------
 
     def _own(self, driver: str, args: dict[str, Any]) -> Device:
@@ -162,17 +227,23 @@ class DeviceService:
 
     async def _register(self, driver: str, args: dict[str, Any]) -> None:
         device = self._own(driver, args)
-        if device.state is not DeviceState.ONLINE:
+        was_online = device.online
+        if not was_online:
             log.info("device %s online (registered by %s)", device.path, driver)
         device.state = DeviceState.ONLINE
         device.registered_at = device.seen()
+        if not was_online:
+            await self._status(device, online=True)
 
     async def _online(self, driver: str, args: dict[str, Any]) -> None:
         device = self._own(driver, args)
         if device.state is DeviceState.UNREGISTERED:
             raise DeviceError(codes.DEVICE_UNREGISTERED, f"device {device.path} is not registered: call register_and_online()")
+        was_online = device.online
         device.state = DeviceState.ONLINE
         device.seen()
+        if not was_online:
+            await self._status(device, online=True)
 
     async def _offline(self, driver: str, args: dict[str, Any]) -> None:
         device = self._own(driver, args)
@@ -180,11 +251,23 @@ class DeviceService:
             raise DeviceError(codes.DEVICE_UNREGISTERED, f"device {device.path} is not registered: call register_and_online()")
         if device.state is DeviceState.ONLINE:
             log.info("device %s offline (its driver %s said so)", device.path, driver)
-        device.state = DeviceState.OFFLINE
+            device.state = DeviceState.OFFLINE
+            await self._status(device, online=False)
 
     async def _unregister(self, driver: str, args: dict[str, Any]) -> None:
         device = self._own(driver, args)
+        was_online = device.online
         device.state = DeviceState.UNREGISTERED
+        if was_online:
+            await self._status(device, online=False)
+
+    async def _status(self, device: Device, *, online: bool) -> None:
+        """Publish a change of the device's status (see :func:`status_topic`)."""
+        last, device.status_at = device.status_at, now_ms()
+        pk, dn = device.key
+        body = {"status": "online" if online else "offline", "productKey": pk, "deviceName": dn,
+                "time": device.status_at, "lastTime": last or device.status_at}  # fmt: skip
+        await self._publish(device, status_topic(pk, dn), body)
 
     async def _report_properties(self, driver: str, args: dict[str, Any]) -> None:
         pk = _text(args, "product_key", "the product key")
@@ -193,6 +276,9 @@ class DeviceService:
         if not properties:
             raise ValidationError(["properties: report at least one property"])
         device = self.registry.registered(driver, pk, dn)
+        model = ThingModel.of(device.spec.config)
+        if model is not None:
+            model.check_report(properties)
         at = device.seen()
         entries = {name: {"value": value, "time": at} for name, value in properties.items()}
         device.properties.update(entries)
@@ -207,24 +293,27 @@ class DeviceService:
         if "/" in name or validate_topic(topic):
             raise ValidationError([f"name: {name!r} cannot be a topic level (no '/', '+', '#')"])
         device = self.registry.registered(driver, pk, dn)
+        model = ThingModel.of(device.spec.config)
+        if model is not None:
+            model.check_event(name, params)
         await self._publish(device, topic, {"params": {"value": params, "time": device.seen()}})
 
     async def _publish(self, device: Device, topic: str, payload: Any) -> None:
+        if self._held is not None:
+            self._held.append((device.path, topic, _json(payload)))
+            return
         await self.publish(topic, _json(payload), 0, "device", device.path)
 
-    async def _tsl(self, driver: str, args: dict[str, Any]) -> str:
-        """The device's thing model text from its config (``tsl``/``tsl_ext_info``); an empty model without."""
+    async def _tsl(self, driver: str, args: dict[str, Any]) -> str | None:
+        """The device's thing model text from its config (``tsl``/``tsl_ext_info``); None without one."""
         device = self._own(driver, args)
-        kind = args.get("kind", "tsl")
         config = device.spec.config if isinstance(device.spec.config, dict) else {}
-        if kind == "tsl_ext_info":
+        if args.get("kind", "tsl") == "tsl_ext_info":
             found = config.get("tsl_ext_info", config.get("tslExtInfo"))
-            return found if isinstance(found, str) else _json(found or {}).decode()
-        found = config.get("tsl")
-        if isinstance(found, str):
+        else:
+            found = config.get("tsl")
+        if found is None or isinstance(found, str):
             return found
-        if found is None:
-            found = {"profile": {"productKey": device.spec.product_key}, "properties": [], "events": [], "services": []}
         return _json(found).decode()
 
     # ---- applications ------------------------------------------------------------------------------------------
@@ -273,6 +362,9 @@ class DeviceService:
                              timeout: float | None = None) -> dict[str, Any]:  # fmt: skip
         """Ask the driver for current property values. Raises NotFound, Unavailable, FunctionError, DeviceError."""
         device = self.registry.get(product_key, device_name)
+        model = ThingModel.of(device.spec.config)
+        if model is not None:
+            model.check_get(list(keys))
         return await self._ask(device, "device.get", {"keys": list(keys)}, timeout)
 
     async def set_properties(self, product_key: str, device_name: str, properties: dict[str, Any],
@@ -281,12 +373,18 @@ class DeviceService:
         device = self.registry.get(product_key, device_name)
         if not properties:
             raise ValidationError(["properties: give at least one property to set"])
+        model = ThingModel.of(device.spec.config)
+        if model is not None:
+            model.check_set(properties)
         return await self._ask(device, "device.set", {"properties": dict(properties)}, timeout)
 
     async def call_service(self, product_key: str, device_name: str, name: str, args: dict[str, Any],
                            timeout: float | None = None) -> dict[str, Any]:  # fmt: skip
         """Have the driver run a service. Raises NotFound, Unavailable, FunctionError, DeviceError."""
         device = self.registry.get(product_key, device_name)
+        model = ThingModel.of(device.spec.config)
+        if model is not None:
+            model.check_service(name, args)
         return await self._ask(device, "device.service", {"name": name, "args": dict(args)}, timeout)
 
     def _timeout(self, timeout: Any) -> float:
@@ -306,8 +404,10 @@ class DeviceService:
         driver = device.spec.driver
         runner = self._runner(driver)
         if device.state is not DeviceState.ONLINE:
-            how = "not registered by" if device.state is DeviceState.UNREGISTERED else "offline, says"
-            raise Unavailable(f"device {device.path} is {how} its driver {driver!r}")
+            unregistered = device.state is DeviceState.UNREGISTERED
+            how = "not registered by" if unregistered else "offline, says"
+            code = codes.DEVICE_UNREGISTERED if unregistered else codes.DEVICE_OFFLINE
+            raise Unavailable(f"device {device.path} is {how} its driver {driver!r}", details={"code": code})
         what = {"device.get": "get properties", "device.set": "set properties", "device.service": f"service {args.get('name')!r}"}[op]
         frame = {**args, "product_key": device.spec.product_key, "device_name": device.spec.device_name, "timeout": seconds}
         try:
@@ -334,4 +434,4 @@ class DeviceService:
         return value if isinstance(value, dict) else {}
 
 
-__all__ = ["DeviceService", "device_path", "event_topic", "property_topic"]
+__all__ = ["DeviceService", "device_path", "event_topic", "property_topic", "status_topic"]

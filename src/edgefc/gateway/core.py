@@ -163,7 +163,7 @@ class Gateway:
                 await publish(str(args.get("topic", "")), bytes(payload), int(args.get("qos", 0)), "function", function)
 
             invoker.handle("publish", sdk_publish)
-            devices = DeviceService(functions=invoker, deployments=deployer, publish=publish)
+            devices = DeviceService(functions=invoker, deployments=deployer, publish=publish, tasks=tasks)
             stack.callback(devices.close)
 
             def schedule_of(name: str) -> str | None:

@@ -32,6 +32,13 @@ class DriverAccess(Protocol):
 
     def handle(self, prefix: str, handler: CallHandler) -> None: ...
 
+    async def invoke(self, name: str, payload: bytes, *, trigger: dict[str, Any] | None = None,
+                     request_id: str | None = None) -> bytes:  # fmt: skip
+        """Run one event synchronously. Raises NotFound, Busy, Unavailable or FunctionError."""
+
+    async def invoke_async(self, name: str, payload: bytes, trigger: dict[str, Any] | None = None) -> str:
+        """Accept an event for later; its invocation id. Raises NotFound."""
+
     def unhandle(self, prefix: str, handler: CallHandler) -> None: ...
 
 
@@ -43,3 +50,6 @@ class DeploymentHooks(Protocol):
 
     @property
     def before_apply(self) -> list[Callable[[Any], Callable[[], None]]]: ...
+
+    @property
+    def on_applied(self) -> list[Callable[[Any], Awaitable[None] | None]]: ...

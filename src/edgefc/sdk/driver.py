@@ -149,8 +149,8 @@ class ThingClient:
                 if _clients.get((self.product_key, self.device_name)) is self:
                     del _clients[(self.product_key, self.device_name)]
 
-    def thing_model(self, kind: str = "tsl") -> str:
-        """The device's thing model text (``tsl`` or ``tsl_ext_info`` from its config; an empty model without)."""
+    def thing_model(self, kind: str = "tsl") -> str | None:
+        """The device's thing model text (``tsl`` or ``tsl_ext_info`` from its config), None without one."""
         return gateway_call("device.tsl", self._args(kind=kind))  # type: ignore[no-any-return]
 
     # ---- serving the gateway's requests (on a worker callback thread) ------------------------------------------

@@ -88,7 +88,9 @@ def error_from(err: dict[str, Any]) -> ThingError:
     if kind == "DeviceError":
         return DeviceError(int(err.get("code", codes.UNKNOWN)), message)
     cls = _BY_TYPE.get(kind)
-    code = codes.BY_ERROR_TYPE.get(kind, codes.UNKNOWN)
+    details = err.get("details")
+    given = details.get("code") if isinstance(details, dict) else None
+    code = given if isinstance(given, int) else codes.BY_ERROR_TYPE.get(kind, codes.UNKNOWN)
     if cls is None:
         found = ThingError(f"{kind}: {message}", code, stack=err.get("stack"))
         found.type = kind

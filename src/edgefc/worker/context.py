@@ -38,10 +38,14 @@ class RequestLoggerAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
 class Context:
     """What a handler knows about its event and itself."""
 
-    def __init__(self, request_id: str, function: FunctionInfo, trigger: TriggerInfo, deadline: float) -> None:
+    def __init__(self, request_id: str, function: FunctionInfo, trigger: TriggerInfo, deadline: float,
+                 invoker_context: Any = None) -> None:  # fmt: skip
         self.request_id = request_id
         self.function = function
         self.trigger = trigger
+        # What the caller passed as Link IoT Edge's ``invokerContext`` (lecoresdk ``Client.invoke_function``),
+        # decoded from its base64 JSON; None when the event did not come from such a call.
+        self.invoker_context = invoker_context
         self._deadline = deadline  # time.monotonic() value
         self.logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = RequestLoggerAdapter(
             logging.getLogger(function.name), {"request_id": request_id}

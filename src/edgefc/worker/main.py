@@ -1,12 +1,16 @@
 """The worker: connects back to the gateway, loads the handler, serves events, carries SDK calls.
 
 Started either as ``python -I -m edgefc.worker`` (containers) or as a fork of the fork server (processes); both
-end up in :func:`run`. The reader loop runs on the main thread; handlers run on a pool of
-``max_concurrency`` threads so an SDK call inside a handler can wait for its reply.
+end up in :func:`run`. The function's module body runs on the main thread, as it would in any Python program
+(and on Link IoT Edge, where it may never return: see ``startup.py``); the reader loop runs on its own thread from
+the start, so SDK calls made at import get their replies and the gateway's events and callbacks are served while
+the body runs. Handlers run on a pool of ``max_concurrency`` threads so an SDK call inside a handler can wait for
+its reply.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -18,12 +22,14 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from queue import SimpleQueue
-from typing import Any
+from typing import Any, NoReturn
 
 from edgefc.worker import output
 from edgefc.worker.context import Context, FunctionInfo, TriggerInfo
 from edgefc.worker.protocol import FrameReader, encode, recv_frame
+from edgefc.worker.startup import BodyWatch
 
 _ENV_KEYS = ("EDGEFC_WORKER_SOCKET", "EDGEFC_WORKER_INSTANCE", "EDGEFC_WORKER_KEY", "EDGEFC_WORKER_CODE")
 
@@ -46,7 +52,6 @@ class Connection:
         self._calls: dict[int, Future[Any]] = {}
         self._next_cid = 0
         self._cid_lock = threading.Lock()
-        self.dispatch: Any = None  # the worker's frame dispatcher, for calls made on the reader thread
 
     def send(self, frame: dict[str, Any]) -> None:
         data = encode(frame)
@@ -54,7 +59,8 @@ class Connection:
             self.sock.sendall(data)
 
     def call(self, op: str, args: dict[str, Any], timeout: float | None = None) -> Any:
-        """Make an SDK call through the gateway and wait for its reply; raises RemoteError on refusal."""
+        """Make an SDK call through the gateway and wait for its reply; raises RemoteError on refusal and
+        TimeoutError when no reply comes within ``timeout``."""
         with self._cid_lock:
             self._next_cid += 1
             cid = self._next_cid
@@ -62,20 +68,10 @@ class Connection:
             self._calls[cid] = fut
         try:
             self.send({"t": "call", "cid": cid, "op": op, "args": args})
-            if threading.current_thread() is threading.main_thread() and self.dispatch is not None:
-                # Called while the module is imported or initialised (Link IoT Edge drivers register at import):
-                # the main thread is the reader, so it reads the socket itself until its reply has come.
-                deadline = None if timeout is None else time.monotonic() + timeout
-                while not fut.done():
-                    if deadline is not None:
-                        self.sock.settimeout(max(0.001, deadline - time.monotonic()))
-                    try:
-                        self.dispatch(self.reader.next())
-                    except TimeoutError:
-                        raise TimeoutError(f"no answer from the gateway to {op} within {timeout} s") from None
-                    finally:
-                        self.sock.settimeout(None)
-            reply = fut.result(timeout)
+            try:
+                reply = fut.result(timeout)
+            except FutureTimeout:
+                raise TimeoutError(f"no answer from the gateway to {op} within {timeout} s") from None
         finally:
             self._calls.pop(cid, None)
         if not reply.get("ok"):
@@ -164,7 +160,11 @@ class Worker:
         self.callbacks: dict[str, Any] = {}
         self.handler: Any = None
         self.stopping = False
-        conn.dispatch = self.dispatch
+        # Set once the module is imported and the initializer ran (or failed: then ``handler`` stays None).
+        self.loaded = threading.Event()
+        self._ready_sent = False
+        self._ready_lock = threading.Lock()
+        self._module_name, _, self._handler_attr = self.info.handler.rpartition(".")
 
     def emit_log(self, level: str, stream: str, request_id: str | None, message: str) -> None:
         try:
@@ -174,26 +174,91 @@ class Worker:
         except OSError:
             pass
 
+    def send_ready(self) -> None:
+        """Tell the gateway this instance serves events (once)."""
+        with self._ready_lock:
+            if self._ready_sent:
+                return
+            self._ready_sent = True
+        self.conn.send({"t": "ready"})
+
     def load(self) -> None:
-        """Import the handler's module and run the initializer; raises whatever they raise."""
-        self.handler = _resolve(self.info.handler)
-        if self.info.initializer:
-            init = _resolve(self.info.initializer)
-            ctx = Context("init", self.info, TriggerInfo("init"), time.monotonic() + self.info.timeout)
-            output.set_request("init")
-            try:
-                init(ctx)
-            finally:
-                output.set_request(None)
+        """Import the handler's module and run the initializer, on the calling (main) thread.
+
+        Sends ``ready`` when they are done, or earlier when the module body settles into running for good
+        (``startup.BodyWatch``). A failure before ``ready`` is a failed start (``init_error``: the gateway rolls
+        the deployment back); after it, the body is reported as failed and the instance exits, for the keep-alive
+        to restart. Raises nothing; returns normally only when the module loaded.
+        """
+        watch = BodyWatch(self.send_ready)
+        watch.start()
+        try:
+            handler = _resolve(self.info.handler)
+            if self.info.initializer:
+                watch.finish()  # the initializer runs before the first event: no early ready
+                init = _resolve(self.info.initializer)
+                ctx = Context("init", self.info, TriggerInfo("init"), time.monotonic() + self.info.timeout)
+                output.set_request("init")
+                try:
+                    init(ctx)
+                finally:
+                    output.set_request(None)
+        except BaseException as exc:  # noqa: BLE001 — reported to the gateway, never fatal before that
+            watch.finish()
+            self._failed_start(exc)
+        watch.finish()
+        self.handler = handler
+        self.loaded.set()
+        self.send_ready()
+
+    def _failed_start(self, exc: BaseException) -> NoReturn:
+        """Report a module body or initializer that raised, then end the instance. Never returns."""
+        stack = output.format_user_exception(exc)
+        self.emit_log("error", "stderr", "init", "".join(stack).rstrip())
+        with self._ready_lock:
+            after_ready, self._ready_sent = self._ready_sent, True
+        # After ``ready`` (a module body that ran for good, then raised) the gateway sees the exit, and the
+        # keep-alive restarts the instance; ``after_ready`` tells it which of the two this is.
+        error = {"type": "Handled", "message": _describe(exc), "stack": stack}
+        with contextlib.suppress(OSError):
+            self.conn.send({"t": "init_error", "error": error, "after_ready": after_ready})
+        self.loaded.set()
+        _finish(1)
+
+    def _handler_for(self, deadline: float) -> Any:
+        """The handler, waiting for it while the module body runs; it serves as soon as the body defined it.
+
+        Raises LookupError when it is still not defined just before ``deadline`` (answering before the gateway's
+        own deadline keeps a module that loops forever at import from being killed for it).
+        """
+        if self.handler is not None:
+            return self.handler
+        give_up = deadline - min(0.25, self.info.timeout / 10)
+        while not self.loaded.is_set():
+            if not self.info.initializer:
+                module = sys.modules.get(self._module_name)
+                found = getattr(module, self._handler_attr, None) if module is not None else None
+                if callable(found):
+                    return found
+            if time.monotonic() >= give_up:
+                raise LookupError(
+                    f"handler {self.info.handler!r} is not defined yet: the module body is still running "
+                    "(define the handler above a loop that runs at import)"
+                )
+            self.loaded.wait(0.01)
+        if self.handler is None:
+            raise LookupError(f"handler {self.info.handler!r} could not be loaded")
+        return self.handler
 
     def invoke(self, frame: dict[str, Any]) -> None:
         rid = frame["id"]
         trig = frame.get("trigger") or {}
         deadline = time.monotonic() + frame.get("deadline_ms", self.info.timeout * 1000) / 1000.0
-        ctx = Context(rid, self.info, TriggerInfo(trig.get("type", "invoke"), trig.get("topic"), trig.get("source")), deadline)
+        trigger = TriggerInfo(trig.get("type", "invoke"), trig.get("topic"), trig.get("source"))
+        ctx = Context(rid, self.info, trigger, deadline, trig.get("invoker_context"))
         output.set_request(rid)
         try:
-            result = self.handler(frame.get("payload", b""), ctx)
+            result = self._handler_for(deadline)(frame.get("payload", b""), ctx)
             payload = _encode_result(result)
         except BaseException as exc:  # noqa: BLE001 — every failure of user code is reported, never fatal
             stack = output.format_exception(exc, skip=1)
@@ -207,6 +272,22 @@ class Worker:
             output.set_request(None)
         self._flush_streams()
         self.conn.send({"t": "result", "id": rid, "payload": payload})
+
+    def serve(self) -> None:
+        """The reader loop (on its own thread): dispatch frames until the gateway says stop or goes away, then
+        let in-flight events finish and end the process."""
+        code = 0
+        try:
+            next_frame = self.conn.reader.next
+            while not self.stopping and self.dispatch(next_frame()):
+                pass
+            self.pool.shutdown()
+        except (EOFError, OSError):
+            self.conn.fail_all()
+        except Exception as exc:  # noqa: BLE001 — a broken frame ends the instance, visibly
+            self.emit_log("error", "stderr", None, f"edgefc worker: {_describe(exc)}")
+            code = 1
+        _finish(code)
 
     def dispatch(self, frame: dict[str, Any]) -> bool:
         """Handle one frame from the gateway; False once it said stop."""
@@ -285,8 +366,18 @@ def current() -> Worker:
     return _worker
 
 
+def _finish(code: int) -> NoReturn:
+    """End the instance process from any thread: flush what the function wrote, then exit with ``code``."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    with contextlib.suppress(Exception):
+        output.release_held()
+    os._exit(code)
+
+
 def run(socket_path: str, instance_id: str, key: str, code_dir: str) -> int:
-    """Serve one instance until the gateway says stop or goes away; returns the exit code."""
+    """Serve one instance until the gateway says stop or goes away; never returns (the process exits)."""
     global _worker
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(socket_path)
@@ -304,29 +395,19 @@ def run(socket_path: str, instance_id: str, key: str, code_dir: str) -> int:
 
     os.chdir(code_dir)
     sys.path.insert(0, code_dir)
-    # The Link IoT Edge SDK shims (lethingaccesssdk, lecoresdk) come last, after site-packages: a copy in the
-    # function's code or a real installed package of that name wins over them (docs/devices.md).
+    # The Link IoT Edge SDK shims (lethingaccesssdk, lecoresdk, leda_python) come last, after site-packages: a
+    # copy in the function's code or a real installed package of that name wins over them (docs/migration.md).
     sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "compat"))
-    try:
-        worker.load()
-    except BaseException as exc:  # noqa: BLE001 — reported to the gateway, which rolls the deploy back
-        stack = output.format_user_exception(exc)
-        worker.emit_log("error", "stderr", "init", "".join(stack).rstrip())
-        conn.send({"t": "init_error", "error": {"type": "Handled", "message": _describe(exc), "stack": stack}})
-        return 1
-    conn.send({"t": "ready"})
+    # Link IoT Edge gives every function its id; drivers' SDK reads it at import.
+    os.environ.setdefault("FUNCTION_ID", worker.info.name)
     # As pid 1 of a container the worker would ignore SIGTERM without a handler: stopping must work either way.
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
 
-    try:
-        next_frame = conn.reader.next
-        while not worker.stopping and worker.dispatch(next_frame()):
-            pass
-        worker.pool.shutdown()
-        return 0
-    except (EOFError, OSError):
-        conn.fail_all()
-        return 0
+    threading.Thread(target=worker.serve, name="edgefc-reader", daemon=True).start()
+    worker.load()
+    # The module is loaded; the reader thread serves until the gateway says stop, then ends the process.
+    threading.Event().wait()
+    return 0  # not reached
 
 
 def main() -> None:
@@ -334,6 +415,4 @@ def main() -> None:
     params = [os.environ.pop(k, "") for k in _ENV_KEYS]
     socket_path, instance_id, key, code_dir = params
     code = run(socket_path, instance_id, key, code_dir or os.getcwd())
-    sys.stdout.flush()
-    output.release_held()
-    os._exit(code)
+    _finish(code)

@@ -12,14 +12,15 @@ DARK = 150
 
 def handler(event, context):
     evt = json.loads(event)
-    sensor = evt["source"]["id"]  # "/{productKey}/{deviceName}"
+    # "/sys/{productKey}/{deviceName}/thing/event/property/post" -> "/{productKey}/{deviceName}"
+    sensor = "/" + "/".join(evt.get("topic", "").split("/")[2:4])
     report = json.loads(evt["payload"])
     if "MeasuredIlluminance" not in report:
         return "ignored"
     illuminance = report["MeasuredIlluminance"]["value"]
     if illuminance > DARK:
         return json.dumps({"illuminance": illuminance, "lamps": []})
-    lamps = iot_data.getThingsWithTags({"payload": [{"key": "kind", "value": "lamp"}]})
+    lamps = iot_data.getThingsWithTags({"payload": [{"kind": "lamp"}]})
     for lamp in lamps:
         iot_data.setThingProperties(
             {"productKey": lamp["productKey"], "deviceName": lamp["deviceName"], "payload": {"LightSwitch": 1}})

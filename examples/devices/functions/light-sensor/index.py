@@ -1,6 +1,8 @@
 # -*- coding: utf-8 -*-
 # A Link IoT Edge light sensor and lamp driver, written against lethingaccesssdk only (the published
-# LightSensor sample's style): it runs unchanged on Link IoT Edge and on edgefc.
+# LightSensor sample's style): it runs unchanged on Link IoT Edge and on edgefc. A device's custom config
+# arrives as JSON text ({"kind": "lamp"} marks a lamp); the driver config sets the sensor's period.
+import json
 import logging
 import time
 from threading import Timer
@@ -80,11 +82,11 @@ class Connector(lethingaccesssdk.ThingCallback):
 class Lamp(lethingaccesssdk.ThingCallback):
     def __init__(self, config):
         self.switch = 0
-        self._client = lethingaccesssdk.ThingAccessClient(config, self)
+        self._client = lethingaccesssdk.ThingAccessClient(config)
 
     def connect(self):
-        self._client.registerAndOnline()
-        self._client.reportProperties({"LightSwitch": self.switch})
+        if self._client.registerAndOnline(self):
+            self._client.reportProperties({"LightSwitch": self.switch})
 
     def getProperties(self, input_value):
         return 0, {"LightSwitch": self.switch}
@@ -102,12 +104,15 @@ class Lamp(lethingaccesssdk.ThingCallback):
 
 
 driver_info = lethingaccesssdk.Config().getDriverInfo() or {}
+if isinstance(driver_info, str):
+    driver_info = json.loads(driver_info)
 period = float(driver_info.get("period_s", 2))
 infos = lethingaccesssdk.Config().getThingInfos()
 for info in infos:
     print(info)
     try:
-        if (info.get("custom") or {}).get("kind") == "lamp":
+        custom = json.loads(info.get("custom") or "{}")
+        if custom.get("kind") == "lamp":
             Lamp(info).connect()
         else:
             connector = Connector(info, Light_Sensor(period))
