@@ -26,7 +26,6 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edgefc.router.broker import MOSQUITTO, ManagedBroker
 from edgefc.router.mqtt import parse_mqtt_url
 
-
 WINDOW = 256  # messages a benchmark device has on their way at once
 
 

@@ -14,7 +14,6 @@ calls (``tsl.py``). Each change of a device's status is a message on :func:`stat
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import math
