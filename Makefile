@@ -4,11 +4,17 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEB_PACKAGES := runc containernetworking-plugins iptables mosquitto mosquitto-clients
+# Node.js functions (docs/nodejs.md): Debian's nodejs and npm only where no node (>= 18) is installed already.
+ifeq ($(shell command -v node 2>/dev/null),)
+DEB_PACKAGES += nodejs npm
+endif
+NODE_DIR := src/edgefc/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test bench lint typecheck clean system-packages
 
-install: system-packages $(STAMP)
+install: system-packages $(STAMP) $(NODE_STAMP)
 
 # Debian packages the gateway and its tests use; installed only when missing and only as root.
 system-packages:
@@ -31,6 +37,12 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
+
+# The Node.js worker's npm dependencies (pinned by package-lock.json), again only when the lock file changed.
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd $(NODE_DIR) && npm ci --omit=dev --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "note: npm is not installed; Node.js functions will not run (tests needing them will skip)"; fi
 
 run: install
 	$(BIN)/edgefc gateway run --data-dir ./.edgefc --listen 127.0.0.1:9999 --deploy examples/quickstart/deployment.yaml

@@ -60,6 +60,7 @@ class FunctionPlan:
     container: ContainerSpec
     fingerprint: str  # equal fingerprints = unchanged function across deployments
     isolation: str = "process"  # process | container: the sandbox that runs it
+    runtime: str = "python3"  # python3 | nodejs18 | nodejs20 | nodejs22: which worker the sandbox starts
 
 
 class Hooks(Protocol):
@@ -281,7 +282,7 @@ class FunctionManager:
                 InstanceSpec(
                     instance_id=iid, function=plan.name, code_dir=plan.code_dir,
                     env={**plan.env, "FUNCTION_NAME": plan.name}, memory_mb=plan.memory_mb,
-                    socket_path=self.socket_path, key=key, container=plan.container,
+                    socket_path=self.socket_path, key=key, container=plan.container, runtime=plan.runtime,
                 )
             )  # fmt: skip
         except BaseException:
