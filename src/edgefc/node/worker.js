@@ -168,9 +168,11 @@ function invoke(frame) {
 
 
 function fail(rid, err) {
-  const stack = stackLines(err);
-  emitLog('error', 'stderr', rid, stack.join('').trimEnd());
-  send({ t: 'error', id: rid, error: { type: 'Handled', message: describe(err), stack } });
+  const uncaught = err instanceof UncaughtError;
+  const stack = uncaught ? err.lines : stackLines(err);
+  const message = uncaught ? err.message : describe(err);
+  emitLog('error', 'stderr', rid, uncaught ? [message, ...stack].join('').trimEnd() : stack.join('').trimEnd());
+  send({ t: 'error', id: rid, error: { type: 'Handled', message, stack } });
 }
 
 function afterEvent() {
@@ -223,7 +225,8 @@ async function resolveRef(ref) {
     const names = mod ? Object.keys(mod).filter((k) => typeof mod[k] === 'function') : [];
     const hint = names.length ? ` (functions it exports: ${names.slice(0, 8).join(', ')})` : ' (it exports no functions)';
     const what = fn === undefined ? 'does not export' : `exports a ${typeName(fn)} as`;
-    throw new LoadError(`${label()}: ${moduleName.split('.').join('/')} ${what} '${exportName}'; write exports.${exportName} = function (event, context, callback) {...}${hint}`);
+    const shown = path.relative(codeDir, require.resolve(file));
+    throw new LoadError(`${label()}: ${shown} ${what} '${exportName}'; write exports.${exportName} = function (event, context, callback) {...}${hint}`);
   }
   return fn;
 }
@@ -312,26 +315,38 @@ function dispatch(frame) {
   }
 }
 
-// An exception nothing caught (a throw in a timer or callback, a rejected promise nobody handled) leaves the
-// process in an unknown state, as Node itself decides: the events in flight fail naming it, and the
-// instance exits (the gateway starts a fresh one, or restarts a continuous function).
+// An exception nothing caught (a throw in a timer or callback, a rejected promise nobody handled). When it
+// comes from an event's own asynchronous code (its async context says which), that event fails with it and
+// the instance serves on: an abandoned event is what Node loses here. From code of no event (a module-level
+// timer) the process state is unknown, as Node itself decides: the instance exits and the gateway replaces
+// it (a continuous function restarts with backoff).
 process.on('uncaughtException', (err, origin) => {
   if (exiting) return;
+  const what = origin === 'unhandledRejection' ? 'a promise rejection nobody handled' : 'an uncaught exception';
   if (!ready) {
-    initFailed(new LoadError(`${label()}: ${origin === 'unhandledRejection' ? 'a promise rejection nobody handled' : 'an uncaught exception'} while loading: ${describe(err)}`, err));
+    initFailed(new LoadError(`${label()}: ${what} while loading: ${describe(err)}`, err));
     return;
   }
   const rid = logs.currentRequest();
   const stack = stackLines(err);
-  const what = origin === 'unhandledRejection' ? 'a promise rejection nobody handled' : 'an uncaught exception';
-  const message = `${label()}: ${what} ended the instance: ${describe(err)}`;
-  emitLog('error', 'stderr', rid, [message, ...stack.map((l) => l.trimEnd())].join('\n'));
-  for (const id of inflight.keys()) {
-    send({ t: 'error', id, error: { type: 'Unhandled', message, stack } });
+  const finish = rid === null ? undefined : inflight.get(rid);
+  if (finish !== undefined) {
+    finish(new UncaughtError(`${label()}: ${what} in the event's asynchronous code: ${describe(err)}`, stack));
+    return;
   }
-  inflight.clear();
+  const where = rid === null ? 'outside any event' : `after event ${rid} was answered`;
+  const message = `${label()}: ${what} ${where} ended the instance: ${describe(err)}`;
+  emitLog('error', 'stderr', rid, [message, ...stack.map((l) => l.trimEnd())].join('\n'));
   exit(1);
 });
+
+class UncaughtError extends Error {
+  constructor(message, stack) {
+    super(message);
+    this.name = 'UncaughtError';
+    this.lines = stack;
+  }
+}
 
 process.on('SIGTERM', () => exit(0));
 

@@ -7,7 +7,8 @@ const path = require('path');
 const WORKER_DIR = path.dirname(__dirname) + path.sep;
 
 function isInternal(line) {
-  return line.includes('(node:') || line.includes(' node:') || line.includes(WORKER_DIR);
+  if (line.includes(WORKER_DIR)) return true; // a frame or a "Require stack" entry of the worker itself
+  return line.trimStart().startsWith('at ') && (line.includes('(node:') || line.includes(' node:'));
 }
 
 /** "TypeError: message" for an Error, the value itself as text for anything else thrown or called back. */
@@ -27,7 +28,7 @@ function describe(err) {
 /** The stack of `err` as lines, without frames of the worker or of Node's internals. */
 function stackLines(err) {
   if (!(err instanceof Error) || typeof err.stack !== 'string') return [`${describe(err)}\n`];
-  const lines = err.stack.split('\n').filter((line) => !(line.trimStart().startsWith('at ') && isInternal(line)));
+  const lines = err.stack.split('\n').filter((line) => !isInternal(line));
   return lines.map((line) => `${line}\n`);
 }
 
