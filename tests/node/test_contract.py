@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.e2e.gateway_harness import GatewayProcess
 from tests.node.conftest import entry, js, logs_of
@@ -65,8 +66,8 @@ def test_callback_handler_gets_a_buffer_and_its_context(node_gateway: GatewayPro
     assert body["trigger"]["type"] == "invoke"
     assert 4000 < body["left"] <= 5000
     rid = body["requestId"]
-    entries = gw.wait_for(lambda: [e for e in logs_of(gw, "cb", request_id=rid)] if len(logs_of(gw, "cb", request_id=rid)) >= 4 else None,
-                          what="the four log lines of the event")  # fmt: skip
+    entries = gw.wait_for(lambda: (found := logs_of(gw, "cb", request_id=rid)) if len(found) >= 4 else None,
+                          what="the four log lines of the event")
     seen = {(e["message"], e["level"]) for e in entries}
     assert ("event is a Buffer", "info") in seen
     assert ("to stderr", "error") in seen
@@ -110,3 +111,15 @@ def test_errors_carry_message_and_the_users_stack(node_gateway: GatewayProcess) 
                          what="the logged stack")  # fmt: skip
     assert "index.js" in str(errors[0]["message"])
     assert json.loads(gw.invoke("kinds", b"json").content) == {"a": [1, 2], "b": "x"}  # the instance lives on
+
+
+def test_init_scaffolds_a_node_function_that_deploys_and_answers(node_gateway: GatewayProcess, tmp_path: Path) -> None:
+    gw = node_gateway
+    made = gw.cli("init", "greeter", "--dir", str(tmp_path), "--runtime", "nodejs20")
+    assert made.returncode == 0, made.stderr.decode()
+    assert (tmp_path / "functions" / "greeter" / "index.js").is_file()
+    deployed = gw.cli("deploy", str(tmp_path / "deployment.yaml"))
+    assert deployed.returncode == 0, deployed.stderr.decode()
+    assert gw.invoke("greeter", b'{"name": "edge"}').json() == {"hello": "edge"}
+    refused = gw.cli("init", "other", "--dir", str(tmp_path), "--runtime", "nodejs8")
+    assert refused.returncode == 2 and b"nodejs8" in refused.stderr

@@ -12,6 +12,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from edgefc import node as nodejs
 from edgefc.cli.client import EXIT_BAD_INPUT, EXIT_FUNCTION_FAILED, ApiClient, CliExit, client_from
 from edgefc.cli.scaffold import scaffold
 from edgefc.errors import ValidationError
@@ -192,10 +193,12 @@ def restart(ctx: click.Context, name: str) -> None:
 @click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."),
               help="project folder holding functions/ and deployment.yaml")  # fmt: skip
 @click.option("--mode", type=click.Choice(["on_demand", "continuous"]), default="on_demand")
-def init(name: str, directory: Path, mode: str) -> None:
-    """Scaffold functions/NAME/index.py and add it to deployment.yaml."""
+@click.option("--runtime", type=click.Choice(["python3", *nodejs.RUNTIMES]), default="python3",
+              help="python3, or a Node.js runtime (index.js; docs/nodejs.md)")  # fmt: skip
+def init(name: str, directory: Path, mode: str, runtime: str) -> None:
+    """Scaffold functions/NAME/index.py (index.js for Node.js) and add it to deployment.yaml."""
     try:
-        created = scaffold(directory, name, mode)
+        created = scaffold(directory, name, mode, runtime)
     except ValidationError as exc:
         raise CliExit("\n".join(exc.problems), EXIT_BAD_INPUT) from exc
     for path in created:

@@ -88,3 +88,20 @@ def runtime_dirs(binary: str | None = None) -> list[str]:
     if prefix in ("", "/") or any(prefix == d or prefix.startswith(d + "/") for d in _SYSTEM_DIRS):
         return []
     return [prefix]
+
+
+TEMPLATE = """'use strict';
+// {name}: an edgefc function in Node.js (docs/nodejs.md).
+
+exports.handler = (event, context, callback) => {{
+  // Called once per event: `event` is a Buffer; answer with callback(err, result) or return a promise.
+  const data = JSON.parse(event.toString() || '{{}}');
+  context.logger.info(`hello from ${{context.function.name}}`);
+  callback(null, {{ hello: data.name || 'world' }});
+}};
+"""
+
+
+def scaffold_source(name: str) -> str:
+    """The ``index.js`` that ``edgefc init --runtime nodejs20`` writes for function ``name``."""
+    return TEMPLATE.format(name=name)
