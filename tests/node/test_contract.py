@@ -66,8 +66,12 @@ def test_callback_handler_gets_a_buffer_and_its_context(node_gateway: GatewayPro
     assert body["trigger"]["type"] == "invoke"
     assert 4000 < body["left"] <= 5000
     rid = body["requestId"]
-    entries = gw.wait_for(lambda: (found := logs_of(gw, "cb", request_id=rid)) if len(found) >= 4 else None,
-                          what="the four log lines of the event")
+
+    def four_lines() -> list[dict[str, object]] | None:
+        found = logs_of(gw, "cb", request_id=rid)
+        return found if len(found) >= 4 else None
+
+    entries = gw.wait_for(four_lines, what="the four log lines of the event")
     seen = {(e["message"], e["level"]) for e in entries}
     assert ("event is a Buffer", "info") in seen
     assert ("to stderr", "error") in seen
