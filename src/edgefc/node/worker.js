@@ -31,6 +31,7 @@ const [socketPath, instanceId, key, codeDir] = params;
 
 let sock = null;
 let info = null;
+let functionInfo = null; // context.function: one frozen object shared by every event
 let handler = null;
 let ready = false;
 let stopping = false;
@@ -120,12 +121,17 @@ function typeName(value) {
 }
 
 function makeContext(rid, trigger, deadline) {
+  let logger = null;
   return {
     requestId: rid,
-    function: { ...info },
+    function: functionInfo,
     trigger: { type: trigger.type || 'invoke', topic: trigger.topic ?? null, source: trigger.source ?? null },
     getRemainingTimeInMillis: () => Math.max(0, Math.round(deadline - performance.now())),
-    logger: logs.requestLogger(emitLog, rid),
+    // Made on first use: most handlers never log through it, and an event should cost what it uses.
+    get logger() {
+      if (logger === null) logger = logs.requestLogger(emitLog, rid);
+      return logger;
+    },
   };
 }
 
@@ -252,6 +258,7 @@ async function load(init) {
   const f = init.function;
   info = { name: f.name, handler: f.handler, memory: Number(f.memory), timeout: Number(f.timeout), version: String(f.version ?? ''), initializer: f.initializer ?? null };
   runtime.state.info = info;
+  functionInfo = Object.freeze({ ...info });
   runtime.state.config = init.config ?? null;
   handler = await resolveRef(info.handler);
   if (info.initializer) {
