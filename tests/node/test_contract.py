@@ -49,8 +49,9 @@ exports.handler = (event, context, callback) => {
 
 def _deploy(gw: GatewayProcess) -> None:
     gw.deploy(
-        {"functions": [entry("cb", memory_mb=128, timeout_s=5), entry("kinds"), entry("sync"), entry("cberr")]},
-        {"cb": js(CALLBACK), "kinds": js(KINDS), "sync": js(SYNC), "cberr": js(CALLBACK_ERROR)},
+        {"functions": [entry("cb", memory_mb=128, timeout_s=5), entry("kinds"), entry("sync"), entry("cberr"), entry("esm")]},
+        {"cb": js(CALLBACK), "kinds": js(KINDS), "sync": js(SYNC), "cberr": js(CALLBACK_ERROR),
+         "esm": {"index.mjs": "import os from 'node:os';\nexport const handler = async (event) => `esm:${event}:${typeof os.hostname}`;\n"}},
     )
 
 
@@ -89,6 +90,7 @@ def test_results_of_every_kind(node_gateway: GatewayProcess) -> None:
         response = gw.invoke("kinds", event)
         assert (response.status_code, response.content) == (200, result), event
     assert gw.invoke("sync", b"abc").content == b"sync:abc"
+    assert gw.invoke("esm", b"m").content == b"esm:m:function"  # an ES module (index.mjs) is imported
 
 
 def test_errors_carry_message_and_the_users_stack(node_gateway: GatewayProcess) -> None:

@@ -5,6 +5,7 @@
 // Started by the sandbox as `node [--max-old-space-size=N] worker.js` with EDGEFC_WORKER_{SOCKET,INSTANCE,
 // KEY,CODE} in its environment; those are removed before user code runs.
 
+const fs = require('fs');
 const net = require('net');
 const path = require('path');
 const { performance } = require('perf_hooks');
@@ -206,23 +207,34 @@ function serveCallback(frame) {
     });
 }
 
-/** Resolve "dir.module.export" to the export of <code>/dir/module(.js|.cjs|.mjs|/index.js). */
+/** The file a module path names: <base>.js, .cjs, .mjs or <base>/index.js (as the deploy check looks). */
+function moduleFile(base) {
+  const candidates = [`${base}.js`, `${base}.cjs`, `${base}.mjs`, path.join(base, 'index.js')];
+  return candidates.find((candidate) => fs.existsSync(candidate)) ?? null;
+}
+
+/** Resolve "dir.module.export" to that export of the module's file; ES modules are imported. Throws LoadError. */
 async function resolveRef(ref) {
   const dot = ref.lastIndexOf('.');
   const moduleName = ref.slice(0, dot);
   const exportName = ref.slice(dot + 1);
-  const file = path.join(codeDir, ...moduleName.split('.'));
+  const file = moduleFile(path.join(codeDir, ...moduleName.split('.')));
+  if (file === null) {
+    const shown = moduleName.split('.').join('/');
+    throw new LoadError(`${label()}: the handler '${ref}' needs ${shown}.js in the function's code, which has no such file`);
+  }
+  const shown = path.relative(codeDir, file);
   let mod;
   try {
-    mod = require(file);
+    mod = file.endsWith('.mjs') ? await import(pathToFileURL(file).href) : require(file);
   } catch (err) {
-    if (err && err.code === 'ERR_REQUIRE_ESM') {
-      mod = await import(pathToFileURL(require.resolve(file)).href);
-    } else if (err && err.code === 'MODULE_NOT_FOUND' && String(err.message).includes(`'${file}'`)) {
-      const shown = moduleName.split('.').join('/');
-      throw new LoadError(`${label()}: the handler '${ref}' needs ${shown}.js in the function's code, which has no such file`);
-    } else {
-      throw new LoadError(`${label()}: loading ${moduleName.split('.').join('/')} failed: ${describeLoad(err)}`, err);
+    if (!(err && err.code === 'ERR_REQUIRE_ESM')) {
+      throw new LoadError(`${label()}: loading ${shown} failed: ${describeLoad(err)}`, err);
+    }
+    try {
+      mod = await import(pathToFileURL(file).href); // a .js file of a "type": "module" package
+    } catch (esmErr) {
+      throw new LoadError(`${label()}: loading ${shown} failed: ${describeLoad(esmErr)}`, esmErr);
     }
   }
   let fn = mod !== null && mod !== undefined ? mod[exportName] : undefined;
@@ -231,7 +243,6 @@ async function resolveRef(ref) {
     const names = mod ? Object.keys(mod).filter((k) => typeof mod[k] === 'function') : [];
     const hint = names.length ? ` (functions it exports: ${names.slice(0, 8).join(', ')})` : ' (it exports no functions)';
     const what = fn === undefined ? 'does not export' : `exports a ${typeName(fn)} as`;
-    const shown = path.relative(codeDir, require.resolve(file));
     throw new LoadError(`${label()}: ${shown} ${what} '${exportName}'; write exports.${exportName} = function (event, context, callback) {...}${hint}`);
   }
   return fn;
