@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 from tests.e2e.gateway_harness import GatewayProcess
-from tests.node.conftest import entry, js
+from tests.node.conftest import entry, js, logs_of
 
 STATEFUL = """
 let ready = null;
@@ -76,3 +77,45 @@ def test_memory_limit_ends_a_function_as_out_of_memory(node_gateway: GatewayProc
         assert response.headers["X-Edgefc-Error-Type"] == "OutOfMemory", (kind, response.text)
     assert gw.invoke("bystander").content == b"fine"
     assert json.loads(gw.client.get("/v1/functions/hog").text)["last_exit"]  # type: ignore[union-attr]
+
+
+TIMED = """
+const fired = [];
+exports.handler = (event, context, callback) => {
+  if (context.trigger.type === 'timer') fired.push(JSON.parse(event.toString()));
+  callback(null, fired);
+};
+"""
+
+# Two events at once, each logging before and after an await: every line must carry its own event's id.
+INTERLEAVED = """
+exports.handler = async (event, context) => {
+  const tag = event.toString();
+  console.log(`start ${tag}`);
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  console.log(`end ${tag}`);
+  return context.requestId;
+};
+"""
+
+
+def test_a_timer_triggers_a_node_function_with_its_payload(node_gateway: GatewayProcess) -> None:
+    gw = node_gateway
+    gw.deploy({"functions": [entry("timed", schedule="@every 1s", schedule_payload={"zone": 3})]}, {"timed": js(TIMED)})
+    fired = gw.wait_for(lambda: json.loads(gw.invoke("timed").content) or None, what="a timer event")
+    assert fired[0]["payload"] == {"zone": 3} and fired[0]["triggerTime"].endswith("Z")
+
+
+def test_log_lines_of_concurrent_events_keep_their_own_request_ids(node_gateway: GatewayProcess) -> None:
+    gw = node_gateway
+    gw.deploy({"functions": [entry("interleaved", max_concurrency=2)]}, {"interleaved": js(INTERLEAVED)})
+    with ThreadPoolExecutor(2) as pool:
+        ids = dict(zip("ab", pool.map(lambda tag: gw.invoke("interleaved", tag.encode()).text, "ab"), strict=True))
+    assert ids["a"] != ids["b"]
+
+    def lines() -> dict[str, str] | None:
+        found = {str(e["message"]): str(e["request_id"]) for e in logs_of(gw, "interleaved")}
+        return found if len(found) >= 4 else None
+
+    found = gw.wait_for(lines, what="four log lines")
+    assert found == {"start a": ids["a"], "end a": ids["a"], "start b": ids["b"], "end b": ids["b"]}
