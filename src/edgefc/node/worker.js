@@ -173,12 +173,11 @@ function invoke(frame) {
   logs.runAs(rid, () => callUser(handler, [event, ctx], finish));
 }
 
-
 function fail(rid, err) {
   const uncaught = err instanceof UncaughtError;
   const stack = uncaught ? err.lines : stackLines(err);
   const message = uncaught ? err.message : describe(err);
-  emitLog('error', 'stderr', rid, uncaught ? [message, ...stack].join('').trimEnd() : stack.join('').trimEnd());
+  emitLog('error', 'stderr', rid, (uncaught ? [`${message}\n`, ...stack] : stack).join('').trimEnd());
   send({ t: 'error', id: rid, error: { type: 'Handled', message, stack } });
 }
 
@@ -313,7 +312,11 @@ function onInit(init) {
 function dispatch(frame) {
   switch (frame.t) {
     case 'invoke':
-      if (!stopping) invoke(frame);
+      if (stopping) {
+        send({ t: 'error', id: frame.id, error: { type: 'Unhandled', message: `${label()}: the instance is stopping`, stack: [] } });
+      } else {
+        invoke(frame);
+      }
       break;
     case 'reply':
       runtime.resolve(frame);
