@@ -92,7 +92,7 @@ def _cold_starts(gw: BenchGateway, runs: int) -> dict[str, Any]:
     return {"ms": times, "gateway_start_to_ready_mean_ms": round(mean * 1000, 1) if mean is not None else None}
 
 
-def _warm(gw: BenchGateway) -> dict[str, list[float]]:
+def _warm(gw: BenchGateway, rounds: int, n: int, warmup: int) -> dict[str, list[float]]:
     _deploy(gw, [function("nhello", runtime="nodejs20", memory_mb=128), function("pyhello", memory_mb=128)],
             {"nhello": {"index.js": NODE_HELLO}, "pyhello": {"index.py": PY_HELLO}}, "warm")  # fmt: skip
     samples: dict[str, list[float]] = {"nhello": [], "pyhello": []}
@@ -100,11 +100,11 @@ def _warm(gw: BenchGateway) -> dict[str, list[float]]:
         status, body = gw.invoke(name, b"x")
         if status != 200 or body != b"hello":
             raise RuntimeError(f"warm-up invoke of {name} failed: {status} {body[:300]!r}")
-    for round_no in range(LATENCY_ROUNDS):
-        log.info("latency round %d/%d: %d sequential invokes each of Node.js and Python", round_no + 1, LATENCY_ROUNDS, LATENCY_N)
+    for round_no in range(rounds):
+        log.info("latency round %d/%d: %d sequential invokes each of Node.js and Python", round_no + 1, rounds, n)
         for name in samples:
-            out = run_loadgen("latency", f"{gw.url}/v1/functions/{name}/invoke", headers=gw.headers, n=LATENCY_N,
-                              warmup_n=LATENCY_WARMUP)  # fmt: skip
+            out = run_loadgen("latency", f"{gw.url}/v1/functions/{name}/invoke", headers=gw.headers, n=n,
+                              warmup_n=warmup)  # fmt: skip
             if out["errors"]:
                 raise RuntimeError(f"{name}: {out['errors']} failed invokes")
             samples[name] += out["ms"]
@@ -120,18 +120,18 @@ def _idle_memory(gw: BenchGateway) -> dict[str, Any]:
 
 def _bare_node_rss(node: str) -> float:
     """RSS (MiB) of a bare idle ``node`` process: what any Node.js process costs before the worker adds to it."""
-    proc = subprocess.Popen([node, "-e", "setInterval(() => {}, 1e6); console.log('up')"], stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout is not None
-        proc.stdout.readline()
-        time.sleep(1.0)  # the same settling time as the worker gets
-        return float(psutil.Process(proc.pid).memory_info().rss / MIB)
-    finally:
-        proc.kill()
-        proc.wait()
+    with subprocess.Popen([node, "-e", "setInterval(() => {}, 1e6); console.log('up')"], stdout=subprocess.PIPE) as proc:
+        try:
+            assert proc.stdout is not None
+            proc.stdout.readline()
+            time.sleep(1.0)  # the same settling time as the worker gets
+            return float(psutil.Process(proc.pid).memory_info().rss / MIB)
+        finally:
+            proc.kill()
 
 
-def run() -> dict[str, dict[str, Any]]:
+def run(*, cold_runs: int = COLD_RUNS, baseline_runs: int = BASELINE_RUNS, rounds: int = LATENCY_ROUNDS,
+        latency_n: int = LATENCY_N, warmup: int = LATENCY_WARMUP) -> dict[str, dict[str, Any]]:
     """Measure ``node -e 0``, then cold starts, warm invokes (vs Python) and idle memory on one gateway."""
     node = find_node()
     version = node_version(node) if node else None
@@ -140,15 +140,15 @@ def run() -> dict[str, dict[str, Any]]:
         targets: dict[str, Target | None] = {"node_cold_start_p50_ms": None, "node_invoke_http_p50_ms": None,
                                              "node_worker_idle_rss_mib": at_most(20)}  # fmt: skip
         return {name: skipped("MiB" if name.endswith("mib") else "ms", why, targets[name]) for name in FIGURES}
-    log.info("baseline: node -e 0, %d runs", BASELINE_RUNS)
-    node_ms = _time_runs([node, "-e", "0"], BASELINE_RUNS)
+    log.info("baseline: node -e 0, %d runs", baseline_runs)
+    node_ms = _time_runs([node, "-e", "0"], baseline_runs)
     bare_rss = _bare_node_rss(node)
     modules = ";".join(f"require({json.dumps(str(NODE_DIR / 'lib' / m))})" for m in ("protocol", "logs", "errors", "runtime"))
-    loaded_ms = _time_runs([node, "-e", f"{modules};require('net')"], BASELINE_RUNS)
+    loaded_ms = _time_runs([node, "-e", f"{modules};require('net')"], baseline_runs)
     with BenchGateway(isolation="process") as gw:
-        log.info("Node.js cold starts: %d", COLD_RUNS)
-        cold = _cold_starts(gw, COLD_RUNS)
-        warm = _warm(gw)
+        log.info("Node.js cold starts: %d", cold_runs)
+        cold = _cold_starts(gw, cold_runs)
+        warm = _warm(gw, rounds, latency_n, warmup)
         memory = _idle_memory(gw)
     node_p50, cold_ms = percentile(node_ms, 50), cold["ms"]
     py_p50 = percentile(warm["pyhello"], 50)
