@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from tests.e2e.gateway_harness import GatewayProcess
@@ -49,8 +50,10 @@ exports.handler = (event, context, callback) => {
 
 def _deploy(gw: GatewayProcess) -> None:
     gw.deploy(
-        {"functions": [entry("cb", memory_mb=128, timeout_s=5), entry("kinds"), entry("sync"), entry("cberr"), entry("esm")]},
+        {"functions": [entry("cb", memory_mb=128, timeout_s=5), entry("kinds"), entry("sync"), entry("cberr"), entry("esm"),
+                       entry("echo")]},
         {"cb": js(CALLBACK), "kinds": js(KINDS), "sync": js(SYNC), "cberr": js(CALLBACK_ERROR),
+         "echo": js("exports.handler = async (event) => event;\n"),
          "esm": {"index.mjs": "import os from 'node:os';\nexport const handler = async (event) => `esm:${event}:${typeof os.hostname}`;\n"}},
     )
 
@@ -91,6 +94,8 @@ def test_results_of_every_kind(node_gateway: GatewayProcess) -> None:
         assert (response.status_code, response.content) == (200, result), event
     assert gw.invoke("sync", b"abc").content == b"sync:abc"
     assert gw.invoke("esm", b"m").content == b"esm:m:function"  # an ES module (index.mjs) is imported
+    big = os.urandom(3 * 1024 * 1024)  # many socket reads each way: frames split across chunks
+    assert gw.invoke("echo", big).content == big
 
 
 def test_errors_carry_message_and_the_users_stack(node_gateway: GatewayProcess) -> None:
