@@ -4,6 +4,12 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 DEB_PACKAGES := runc containernetworking-plugins iptables mosquitto mosquitto-clients systemd
+# Node.js functions (docs/nodejs.md): Debian's nodejs and npm only where no node (>= 18) is installed already.
+ifeq ($(shell command -v node 2>/dev/null),)
+DEB_PACKAGES += nodejs npm
+endif
+NODE_DIR := src/edgefc/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 STAMP := $(VENV)/.installed
 
 # `make run` settings: LISTEN=host:port of the API, MQTT_LISTEN=host:port of the managed broker, DATA_DIR;
@@ -15,7 +21,7 @@ DIST_DIR ?= dist
 
 .PHONY: install run test bench lint typecheck clean system-packages dist
 
-install: system-packages $(STAMP)
+install: system-packages $(STAMP) $(NODE_STAMP)
 
 # Debian packages the gateway and its tests use; installed only when missing and only as root.
 system-packages:
@@ -38,6 +44,12 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $(STAMP)
+
+# The Node.js worker's npm dependencies (pinned by package-lock.json), again only when the lock file changed.
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd $(NODE_DIR) && npm ci --omit=dev --no-audit --no-fund --loglevel=error && touch node_modules/.installed; \
+	else echo "note: npm is not installed; Node.js functions will not run (tests needing them will skip)"; fi
 
 # The quickstart is deployed only into an empty data dir: a second `make run` keeps what the user deployed.
 # To start again from the quickstart: `rm -rf $(DATA_DIR)` first.

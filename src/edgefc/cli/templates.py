@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgefc import node as nodejs
+
 
 @dataclass(frozen=True)
 class Template:
@@ -185,5 +187,11 @@ PYTHON: dict[str, Template] = {
                       "edgefc logs {name} -f"),  # fmt: skip
 }
 
-# runtime → its templates. Another runtime (nodejs20) registers its own table here.
-RUNTIMES: dict[str, dict[str, Template]] = {"python3": PYTHON}
+NODE: dict[str, Template] = {
+    "on-demand": Template({"index.js": nodejs.TEMPLATE}, {"mode": "on_demand", "memory_mb": 128, "timeout_s": 3}),
+    "continuous": Template({"index.js": nodejs.TEMPLATE}, {"mode": "continuous", "memory_mb": 128},
+                           "edgefc invoke {name}"),  # fmt: skip
+}
+
+# runtime → its templates: Python has every kind, Node.js (docs/nodejs.md) the two run modes.
+RUNTIMES: dict[str, dict[str, Template]] = {"python3": PYTHON, **{runtime: NODE for runtime in nodejs.RUNTIMES}}

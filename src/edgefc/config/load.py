@@ -98,6 +98,10 @@ def check_function_code(spec: FunctionSpec, code_dir: Path, *, path: str) -> lis
 
     Returns problem lines prefixed with ``path`` (e.g. ``functions[1].handler: ...``); never raises for bad code.
     """
+    if spec.runtime != "python3":
+        from edgefc.node.check import code_problems
+
+        return code_problems(spec, code_dir, path=path)
     problems: list[str] = []
     for key, ref in (("handler", spec.handler), ("initializer", spec.initializer)):
         if ref is None:

@@ -147,7 +147,8 @@ class FunctionSpec(BaseModel):
     name: Name
     code: StrictStr | None = None
     handler: HandlerRef
-    runtime: Literal["python3"] = "python3"
+    # Node.js: the major version a function needs at least; the gateway's node (>= 18) runs it (docs/nodejs.md).
+    runtime: Literal["python3", "nodejs18", "nodejs20", "nodejs22"] = "python3"
     initializer: HandlerRef | None = None
     config: Json = None
     mode: Mode = Mode.ON_DEMAND

@@ -205,7 +205,7 @@ class Deployer:
             idle_timeout_s=float(fn.effective_idle_timeout_s or 0.0), max_concurrency=fn.max_concurrency,
             max_instances=fn.max_instances, max_queue=fn.max_queue, env=dict(fn.env), config=fn.config,
             code_dir=code_dir, code_sha=sha, version=version, container=fn.container_spec(),
-            fingerprint=fp, isolation=isolation, restart_backoff_max_s=fn.restart_backoff_max_s,
+            fingerprint=fp, isolation=isolation, restart_backoff_max_s=fn.restart_backoff_max_s, runtime=fn.runtime,
         )  # fmt: skip
 
     async def apply(self, prepared: Prepared, *, restoring: bool = False) -> dict[str, Any]:

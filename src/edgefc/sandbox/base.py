@@ -76,6 +76,7 @@ class InstanceSpec:
     socket_path: Path  # the gateway's worker socket, where the worker connects back
     key: str  # the secret the worker presents in its hello frame
     container: ContainerSpec = field(default_factory=ContainerSpec)
+    runtime: str = "python3"  # the manifest's runtime: nodejs* starts the Node.js worker (edgefc.node)
 
 
 class Instance(abc.ABC):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import edgefc
+from edgefc import node as nodejs
 from edgefc.errors import ValidationError
 from edgefc.sandbox.base import InstanceSpec
 from edgefc.sandbox.seccomp import default_profile
@@ -156,6 +157,11 @@ def worker_argv() -> list[str]:
     return [exe, "-I", "-m", "edgefc.worker"]
 
 
+def runtime_argv(spec: InstanceSpec) -> list[str]:
+    """The worker command line for ``spec.runtime``: Node.js functions start the Node.js worker."""
+    return nodejs.worker_argv(spec.memory_mb) if nodejs.is_node(spec.runtime) else worker_argv()
+
+
 def held_capabilities() -> list[str]:
     """Every capability in our own bounding set: "all" for a privileged container is all we can pass on."""
     bounding = 0
@@ -250,6 +256,8 @@ def build_config(
         if os.path.isdir(path) and not os.path.islink(path):
             mounts.append(_bind(path, path, RO_BIND))
     mounts += [_bind(d, d, RO_BIND) for d in python_runtime_dirs()]
+    if nodejs.is_node(spec.runtime):
+        mounts += [_bind(d, d, RO_BIND) for d in nodejs.runtime_dirs()]
     mounts += _etc_mounts(bundle, hostname)
     mounts.append(_bind(os.path.abspath(spec.code_dir), CODE_DIR, ["rbind", "ro", "nosuid", "nodev"]))
     mounts.append(
@@ -288,6 +296,8 @@ def build_config(
             caps.update(effective=low, permitted=low, inheritable=low, ambient=low)
 
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/tmp", "LANG": "C.UTF-8", **spec.env}
+    if nodejs.is_node(spec.runtime):
+        env = nodejs.worker_env(env)
     env.update(
         EDGEFC_WORKER_SOCKET=WORKER_SOCKET,
         EDGEFC_WORKER_INSTANCE=spec.instance_id,
@@ -355,6 +365,6 @@ def write_bundle(
         if os.path.islink(path) and not os.path.lexists(rootfs / path[1:]):
             os.symlink(os.readlink(path), rootfs / path[1:])
     config = build_config(spec, bundle, cgroups_path=cgroups_path, netns_path=netns_path,
-                          argv=argv or worker_argv())  # fmt: skip
+                          argv=argv or runtime_argv(spec))  # fmt: skip
     (bundle / "config.json").write_text(json.dumps(config, indent=1))
     return bundle

@@ -73,6 +73,10 @@ def _child(req: dict[str, Any], server_pid: int, confined: bool) -> None:
         os.environ.clear()
         os.environ.update(req["env"])
         os.chdir(req["code_dir"])
+        if req.get("exec"):  # another runtime's worker (Node.js): it reads its parameters from the environment
+            os.environ.update(EDGEFC_WORKER_SOCKET=req["socket"], EDGEFC_WORKER_INSTANCE=req["instance"],
+                              EDGEFC_WORKER_KEY=req["key"], EDGEFC_WORKER_CODE=req["code_dir"])  # fmt: skip
+            os.execve(req["exec"][0], req["exec"], os.environ)
         code = worker_main.run(req["socket"], req["instance"], req["key"], req["code_dir"])
     except BaseException as exc:  # noqa: BLE001 — anything here must end in _exit, never back in the server
         try:

@@ -18,6 +18,7 @@ from typing import Any
 
 import psutil
 
+from edgefc import node as nodejs
 from edgefc.errors import SandboxError
 from edgefc.sandbox.base import ExitStatus, Instance, InstanceSpec, Sandbox, stop_then_kill
 from edgefc.sandbox.cgroups import CgroupTree, MemoryCgroup
@@ -267,6 +268,14 @@ class ProcessSandbox(Sandbox):
             "env": {**BASE_ENV, **spec.env},
             "cgroup_procs": str(cgroup.procs_file) if cgroup else None,
         }  # fmt: skip
+        if nodejs.is_node(spec.runtime):
+            # The fork server's child sets the instance up as for Python, then execs the Node.js worker.
+            try:
+                request.update(exec=nodejs.worker_argv(spec.memory_mb), env=nodejs.worker_env(request["env"]))
+            except FileNotFoundError as exc:
+                if cgroup is not None:
+                    await asyncio.to_thread(cgroup.destroy)
+                raise SandboxError(str(exc)) from None
         self._writer.write(encode(request))
         try:
             pid = await fut

@@ -238,7 +238,7 @@ class FunctionManager:
                 InstanceSpec(
                     instance_id=iid, function=plan.name, code_dir=plan.code_dir,
                     env={**plan.env, "FUNCTION_NAME": plan.name}, memory_mb=plan.memory_mb,
-                    socket_path=self.socket_path, key=key, container=plan.container,
+                    socket_path=self.socket_path, key=key, container=plan.container, runtime=plan.runtime,
                 )
             )  # fmt: skip
         except BaseException:

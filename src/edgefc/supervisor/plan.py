@@ -45,3 +45,4 @@ class FunctionPlan:
     fingerprint: str  # equal fingerprints = unchanged function across deployments
     isolation: str = "process"  # process | container: the sandbox that runs it
     restart_backoff_max_s: float = 60.0  # continuous: the longest wait between two restarts
+    runtime: str = "python3"  # python3 | nodejs18 | nodejs20 | nodejs22: which worker the sandbox starts

@@ -1,0 +1,406 @@
+'use strict';
+// The Node.js worker: connects back to the gateway's worker socket, loads the function's module, serves events
+// and carries SDK calls, with the frames and handshake of the Python worker (src/edgefc/worker/main.py).
+//
+// Started by the sandbox as `node [--max-old-space-size=N] worker.js` with EDGEFC_WORKER_{SOCKET,INSTANCE,
+// KEY,CODE} in its environment; those are removed before user code runs.
+
+const fs = require('fs');
+const net = require('net');
+const path = require('path');
+const { performance } = require('perf_hooks');
+const { pathToFileURL } = require('url');
+
+const { encode, asBuffer, FrameSplitter } = require('./lib/protocol');
+const logs = require('./lib/logs');
+const { describe, errorBody, stackLines } = require('./lib/errors');
+const runtime = require('./lib/runtime');
+
+const ENV_KEYS = ['EDGEFC_WORKER_SOCKET', 'EDGEFC_WORKER_INSTANCE', 'EDGEFC_WORKER_KEY', 'EDGEFC_WORKER_CODE'];
+// The worker answers a late event itself just before the gateway's deadline, so an event whose handler
+// never calls back fails as Timeout without costing the instance; a handler that blocks the event loop is
+// still killed by the gateway.
+const TIMEOUT_MARGIN_MS = 20;
+const TIMED_OUT = Symbol('timed out');
+
+const params = ENV_KEYS.map((key) => {
+  const value = process.env[key] || '';
+  delete process.env[key];
+  return value;
+});
+const [socketPath, instanceId, key, codeDir] = params;
+
+let sock = null;
+let info = null;
+let functionInfo = null; // context.function: one frozen object shared by every event
+let handler = null;
+let ready = false;
+let stopping = false;
+let exiting = false;
+let output = { flush() {} };
+const inflight = new Map(); // request id -> finish(err, value)
+
+function send(frame) {
+  if (sock !== null && !sock.destroyed) sock.write(encode(frame));
+}
+
+function emitLog(level, stream, requestId, message) {
+  try {
+    send({ t: 'log', time: Date.now() / 1000, level, stream, request_id: requestId, message });
+  } catch (_) {
+    // a log line must never take the worker down
+  }
+}
+
+function label() {
+  return `function '${info ? info.name : '?'}'`;
+}
+
+/** Flush what is buffered, close the connection, exit with `code` once the frames are written. */
+function exit(code) {
+  if (exiting) return;
+  exiting = true;
+  output.flush();
+  const done = () => process.exit(code);
+  setTimeout(done, 500).unref();
+  if (sock !== null && !sock.destroyed) sock.end(done);
+  else done();
+}
+
+/** A function that passes its first call to `done(err, value)` and every later one to `again()`. */
+function once(done, again) {
+  let settled = false;
+  return (err, value) => {
+    if (settled) {
+      again();
+      return;
+    }
+    settled = true;
+    done(err, value);
+  };
+}
+
+/**
+ * Call user function `fn(...args, callback)` and hand its outcome to `finish(err, value)`, whichever way it
+ * answers: the callback, a returned promise, or (with no callback parameter) a plain return value.
+ */
+function callUser(fn, args, finish) {
+  const failure = (err) => (err === undefined || err === null ? new Error(`threw ${err}`) : err);
+  let returned;
+  try {
+    returned = fn(...args, (err, value) => finish(err === undefined || err === null ? null : err, value));
+  } catch (err) {
+    finish(failure(err));
+    return;
+  }
+  if (returned !== null && typeof returned === 'object' && typeof returned.then === 'function') {
+    returned.then((value) => finish(null, value), (err) => finish(failure(err)));
+  } else if (fn.length <= args.length) {
+    finish(null, returned);
+  }
+}
+
+function encodeResult(value) {
+  if (value === undefined || value === null) return Buffer.alloc(0);
+  if (Buffer.isBuffer(value)) return value;
+  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
+  if (typeof value === 'string') return Buffer.from(value, 'utf8');
+  let text;
+  try {
+    text = JSON.stringify(value);
+  } catch (err) {
+    throw new TypeError(`the handler returned ${typeName(value)}, which is not a Buffer, string or JSON: ${err.message}`);
+  }
+  if (text === undefined) throw new TypeError(`the handler returned ${typeName(value)}, which is not a Buffer, string or JSON`);
+  return Buffer.from(text, 'utf8');
+}
+
+function typeName(value) {
+  if (value === null) return 'null';
+  if (typeof value === 'object') return (value.constructor && value.constructor.name) || 'object';
+  return typeof value;
+}
+
+function makeContext(rid, trigger, deadline) {
+  let logger = null;
+  return {
+    requestId: rid,
+    function: functionInfo,
+    trigger: { type: trigger.type || 'invoke', topic: trigger.topic ?? null, source: trigger.source ?? null },
+    getRemainingTimeInMillis: () => Math.max(0, Math.round(deadline - performance.now())),
+    // Made on first use: most handlers never log through it, and an event should cost what it uses.
+    get logger() {
+      if (logger === null) logger = logs.requestLogger(emitLog, rid);
+      return logger;
+    },
+  };
+}
+
+function invoke(frame) {
+  const rid = frame.id;
+  const timeoutMs = Number(frame.deadline_ms ?? info.timeout * 1000);
+  const deadline = performance.now() + timeoutMs;
+  const ctx = makeContext(rid, frame.trigger || {}, deadline);
+  const event = asBuffer(frame.payload) ?? Buffer.alloc(0);
+  logs.active.add(rid);
+  let timer = null;
+  const done = (err, value) => {
+    clearTimeout(timer);
+    inflight.delete(rid);
+    logs.active.delete(rid);
+    output.flush();
+    if (err === TIMED_OUT) {
+      send({ t: 'error', id: rid, error: { type: 'Timeout', message: `${label()}: the handler neither called back nor returned within ${timeoutMs / 1000} s`, stack: [] } });
+    } else if (err !== null) {
+      fail(rid, err);
+    } else {
+      let payload;
+      try {
+        payload = encodeResult(value);
+      } catch (encodeErr) {
+        fail(rid, encodeErr);
+        return afterEvent();
+      }
+      send({ t: 'result', id: rid, payload });
+    }
+    afterEvent();
+  };
+  const again = () => emitLog('warning', 'stderr', rid,
+    `${label()}: the handler answered event ${rid} again after it was answered (a second callback, a callback and a promise, or an answer after the timeout); only the first answer counts`);
+  const finish = once(done, again);
+  inflight.set(rid, finish);
+  timer = setTimeout(() => finish(TIMED_OUT), Math.max(0, timeoutMs - TIMEOUT_MARGIN_MS));
+  logs.runAs(rid, () => callUser(handler, [event, ctx], finish));
+}
+
+function fail(rid, err) {
+  const uncaught = err instanceof UncaughtError;
+  const stack = uncaught ? err.lines : stackLines(err);
+  const message = uncaught ? err.message : describe(err);
+  emitLog('error', 'stderr', rid, (uncaught ? [`${message}\n`, ...stack] : stack).join('').trimEnd());
+  send({ t: 'error', id: rid, error: { type: 'Handled', message, stack } });
+}
+
+function afterEvent() {
+  if (stopping && inflight.size === 0) exit(0);
+}
+
+function serveCallback(frame) {
+  const op = frame.op || '';
+  const fn = runtime.state.callbacks.get(op);
+  Promise.resolve()
+    .then(() => {
+      if (fn === undefined) throw new Error(`this instance has no handler for '${op}'`);
+      return fn(frame.args || {});
+    })
+    .then(
+      (value) => ({ t: 'callback_reply', cid: frame.cid, ok: true, value: value ?? null }),
+      (err) => ({ t: 'callback_reply', cid: frame.cid, ok: false, error: errorBody((err && err.name) || 'Error', describe(err), err) }),
+    )
+    .then((reply) => {
+      try {
+        send(reply);
+      } catch (err) {
+        send({ t: 'callback_reply', cid: frame.cid, ok: false, error: { type: 'TypeError', message: `callback result cannot be sent: ${err.message}` } });
+      }
+    });
+}
+
+/** The file a module path names: <base>.js, .cjs, .mjs or <base>/index.js (as the deploy check looks). */
+function moduleFile(base) {
+  const candidates = [`${base}.js`, `${base}.cjs`, `${base}.mjs`, path.join(base, 'index.js')];
+  return candidates.find((candidate) => fs.existsSync(candidate)) ?? null;
+}
+
+/** Resolve "dir.module.export" to that export of the module's file; ES modules are imported. Throws LoadError. */
+async function resolveRef(ref) {
+  const dot = ref.lastIndexOf('.');
+  const moduleName = ref.slice(0, dot);
+  const exportName = ref.slice(dot + 1);
+  const file = moduleFile(path.join(codeDir, ...moduleName.split('.')));
+  if (file === null) {
+    const shown = moduleName.split('.').join('/');
+    throw new LoadError(`${label()}: the handler '${ref}' needs ${shown}.js in the function's code, which has no such file`);
+  }
+  const shown = path.relative(codeDir, file);
+  let mod;
+  try {
+    mod = file.endsWith('.mjs') ? await import(pathToFileURL(file).href) : require(file);
+  } catch (err) {
+    if (!(err && err.code === 'ERR_REQUIRE_ESM')) {
+      throw new LoadError(`${label()}: loading ${shown} failed: ${describeLoad(err)}`, err);
+    }
+    try {
+      mod = await import(pathToFileURL(file).href); // a .js file of a "type": "module" package
+    } catch (esmErr) {
+      throw new LoadError(`${label()}: loading ${shown} failed: ${describeLoad(esmErr)}`, esmErr);
+    }
+  }
+  let fn = mod !== null && mod !== undefined ? mod[exportName] : undefined;
+  if (fn === undefined && mod && mod.default && typeof mod.default === 'object') fn = mod.default[exportName];
+  if (typeof fn !== 'function') {
+    const names = mod ? Object.keys(mod).filter((k) => typeof mod[k] === 'function') : [];
+    const hint = names.length ? ` (functions it exports: ${names.slice(0, 8).join(', ')})` : ' (it exports no functions)';
+    const what = fn === undefined ? 'does not export' : `exports a ${typeName(fn)} as`;
+    throw new LoadError(`${label()}: ${shown} ${what} '${exportName}'; write exports.${exportName} = function (event, context, callback) {...}${hint}`);
+  }
+  return fn;
+}
+
+function describeLoad(err) {
+  if (err instanceof SyntaxError) {
+    // Node puts "file:line" and the offending source above the message in the stack: show where.
+    const where = String(err.stack || '').split('\n')[0];
+    return `${describe(err)} (${where.startsWith(codeDir) ? path.relative(codeDir, where) : where})`;
+  }
+  return describe(err).split('\n')[0];
+}
+
+class LoadError extends Error {
+  constructor(message, cause) {
+    super(message);
+    this.name = 'LoadError';
+    this.userStack = cause === undefined ? [] : stackLines(cause);
+  }
+}
+
+async function load(init) {
+  const f = init.function;
+  info = { name: f.name, handler: f.handler, memory: Number(f.memory), timeout: Number(f.timeout), version: String(f.version ?? ''), initializer: f.initializer ?? null };
+  runtime.state.info = info;
+  functionInfo = Object.freeze({ ...info });
+  runtime.state.config = init.config ?? null;
+  handler = await resolveRef(info.handler);
+  if (info.initializer) {
+    const initFn = await resolveRef(info.initializer);
+    const ctx = makeContext('init', { type: 'init' }, performance.now() + info.timeout * 1000);
+    await new Promise((resolve, reject) => {
+      logs.active.add('init');
+      const finish = once((err) => {
+        logs.active.delete('init');
+        if (err === null) resolve();
+        else reject(new LoadError(`${label()}: the initializer '${info.initializer}' failed: ${describe(err)}`, err));
+      }, () => emitLog('warning', 'stderr', 'init', `${label()}: the initializer called back more than once`));
+      logs.runAs('init', () => callUser(initFn, [ctx], finish));
+    });
+  }
+}
+
+function initFailed(err) {
+  const stack = err instanceof LoadError ? err.userStack : stackLines(err);
+  const message = err instanceof LoadError ? err.message : `${label()}: ${describe(err)}`;
+  emitLog('error', 'stderr', 'init', [message, ...stack.map((l) => l.trimEnd())].join('\n'));
+  send({ t: 'init_error', error: { type: 'Handled', message, stack } });
+  exit(1);
+}
+
+function onInit(init) {
+  runtime.state.send = send;
+  output = logs.capture(emitLog);
+  try {
+    process.chdir(codeDir);
+  } catch (_) {
+    // the module path is absolute; a code dir we cannot enter only changes relative file access
+  }
+  load(init).then(() => {
+    ready = true;
+    output.flush();
+    send({ t: 'ready' });
+  }, initFailed);
+}
+
+function dispatch(frame) {
+  switch (frame.t) {
+    case 'invoke':
+      if (stopping) {
+        send({ t: 'error', id: frame.id, error: { type: 'Unhandled', message: `${label()}: the instance is stopping`, stack: [] } });
+      } else {
+        invoke(frame);
+      }
+      break;
+    case 'reply':
+      runtime.resolve(frame);
+      break;
+    case 'callback':
+      serveCallback(frame);
+      break;
+    case 'stop':
+      stopping = true;
+      afterEvent();
+      break;
+    case 'init':
+      onInit(frame);
+      break;
+    default:
+      break;
+  }
+}
+
+// An exception nothing caught (a throw in a timer or callback, a rejected promise nobody handled). When it
+// comes from an event's own asynchronous code (its async context says which), that event fails with it and
+// the instance serves on: an abandoned event is what Node loses here. From code of no event (a module-level
+// timer) the process state is unknown, as Node itself decides: the instance exits and the gateway replaces
+// it (a continuous function restarts with backoff).
+process.on('uncaughtException', (err, origin) => {
+  if (exiting) return;
+  const what = origin === 'unhandledRejection' ? 'a promise rejection nobody handled' : 'an uncaught exception';
+  if (!ready) {
+    initFailed(new LoadError(`${label()}: ${what} while loading: ${describe(err)}`, err));
+    return;
+  }
+  const rid = logs.currentRequest();
+  const stack = stackLines(err);
+  const finish = rid === null ? undefined : inflight.get(rid);
+  if (finish !== undefined) {
+    finish(new UncaughtError(`${label()}: ${what} in the event's asynchronous code: ${describe(err)}`, stack));
+    return;
+  }
+  const where = rid === null ? 'outside any event' : `after event ${rid} was answered`;
+  const message = `${label()}: ${what} ${where} ended the instance: ${describe(err)}`;
+  emitLog('error', 'stderr', rid, [message, ...stack.map((l) => l.trimEnd())].join('\n'));
+  exit(1);
+});
+
+class UncaughtError extends Error {
+  constructor(message, stack) {
+    super(message);
+    this.name = 'UncaughtError';
+    this.lines = stack;
+  }
+}
+
+process.on('SIGTERM', () => exit(0));
+
+function main() {
+  if (!socketPath) {
+    process.stderr.write('edgefc node worker: EDGEFC_WORKER_SOCKET is not set; the gateway starts this program\n');
+    process.exit(2);
+  }
+  sock = net.createConnection(socketPath);
+  sock.setNoDelay?.(true);
+  const splitter = new FrameSplitter();
+  sock.on('connect', () => {
+    send({ t: 'hello', instance: instanceId, key, pid: process.pid });
+  });
+  sock.on('data', (chunk) => {
+    let frames;
+    try {
+      frames = splitter.push(chunk);
+    } catch (err) {
+      emitLog('error', 'stderr', null, `edgefc node worker: ${err.message}`);
+      exit(1);
+      return;
+    }
+    for (const frame of frames) dispatch(frame);
+  });
+  sock.on('error', () => {});
+  sock.on('close', () => {
+    runtime.failAll();
+    if (!exiting) {
+      exiting = true;
+      process.exit(0);
+    }
+  });
+}
+
+main();

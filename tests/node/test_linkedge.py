@@ -1,0 +1,165 @@
+"""Link IoT Edge Node.js code on a real gateway: the example driver (linkedge-thing-access-sdk) and app
+(linkedge-core-sdk), checked against a Python driver of the same lamp written for the Python compat shim."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.e2e.gateway_harness import GatewayProcess, fn
+from tests.node.conftest import entry, js, logs_of
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nodejs"
+
+# The same lamp as examples/nodejs/functions/lamp-driver, written for Link IoT Edge's Python SDK.
+PY_LAMP = """
+import lethingaccesssdk
+
+class Lamp(lethingaccesssdk.ThingCallback):
+    def __init__(self, brightness):
+        self.state = {"brightness": brightness, "blinks": 0}
+
+    def getProperties(self, keys):
+        unknown = [k for k in keys if k not in self.state]
+        if unknown:
+            return 109002, {"message": "no property " + ", ".join(unknown)}
+        return 0, {k: self.state[k] for k in keys}
+
+    def setProperties(self, properties):
+        if list(properties) != ["brightness"]:
+            return 109003, {"message": "only brightness can be set"}
+        self.state["brightness"] = max(0, min(100, int(properties["brightness"])))
+        return 0, {}
+
+    def callService(self, name, args):
+        if name != "blink":
+            return 109005, {"message": "no service " + name}
+        self.state["blinks"] += int(args.get("times", 1))
+        return 0, {"blinks": self.state["blinks"]}
+
+for info in lethingaccesssdk.Config(lethingaccesssdk.getConfig()).getThingInfos():
+    lamp = Lamp(info["custom"]["brightness"])
+    client = lethingaccesssdk.ThingAccessClient(info)
+    client.registerAndOnline(lamp)
+    client.reportProperties({"brightness": lamp.state["brightness"]})
+
+def handler(event, context):
+    return None
+"""
+
+# linkedge-core-sdk calls on request, answering what the callback got: (err.message, err.code) or data.
+PROBE = """
+const { IoTData, FCClient } = require('linkedge-core-sdk');
+const iotData = new IoTData();
+const fcClient = new FCClient();
+exports.handler = (event, context, callback) => {
+  const request = JSON.parse(event.toString());
+  const target = request.op === 'invokeFunction' ? fcClient : iotData;
+  target[request.op](request.params, (err, data) => {
+    if (err) return callback(null, {error: err.message, code: err.code ?? null});
+    if (data && Buffer.isBuffer(data.payload)) data.payload = data.payload.toString();
+    callback(null, {data: data === undefined ? null : data});
+  });
+};
+"""
+
+PY_APP = """
+import lecoresdk
+
+def handler(event, context):
+    return lecoresdk.IoTData().getThingProperties({"productKey": "lamppk", "deviceName": "lamp-2", "payload": ["brightness"]})
+"""
+
+
+def _deploy(gw: GatewayProcess) -> None:
+    manifest: dict[str, Any] = yaml.safe_load((EXAMPLE / "deployment.yaml").read_text())
+    sources: dict[str, Any] = {}
+    for function in manifest["functions"]:
+        folder = EXAMPLE / function["code"]
+        sources[function["name"]] = {p.name: p.read_text() for p in folder.iterdir() if p.is_file()}
+        function["code"] = f"./{function['name']}"
+    manifest["functions"] += [fn("py-lamp", mode="continuous"), entry("probe"), fn("py-app")]
+    manifest["devices"].append({"product_key": "pypk", "device_name": "lamp-1", "driver": "py-lamp",
+                                "config": {"brightness": 30}, "tags": {"room": "lab"}})  # fmt: skip
+    sources.update({"py-lamp": PY_LAMP, "probe": js(PROBE), "py-app": PY_APP})
+    gw.deploy(manifest, sources)
+    assert gw.client is not None
+    gw.wait_for(lambda: all(d["online"] and d["properties"] for d in gw.client.get("/v1/devices").json()),  # type: ignore[union-attr]
+                what="every lamp online with a report")  # fmt: skip
+
+
+def _driver_answers(gw: GatewayProcess, pk: str) -> list[tuple[int, Any]]:
+    client = gw.client
+    assert client is not None
+    base = f"/v1/devices/{pk}/lamp-1"
+    calls = [
+        client.get(f"{base}/properties", params={"keys": "brightness"}),
+        client.get(f"{base}/properties", params={"keys": "brightness,color"}),
+        client.post(f"{base}/properties", json={"brightness": 55}),
+        client.get(f"{base}/properties", params={"keys": "brightness"}),
+        client.post(f"{base}/properties", json={"color": "red"}),
+        client.post(f"{base}/services/blink", json={"times": 2}),
+        client.post(f"{base}/services/blink", json={}),
+        client.post(f"{base}/services/fly", json={}),
+    ]
+    shown = client.get(base).json()
+    return [(r.status_code, r.json()) for r in calls] + [(200, shown["online"]), (200, shown["properties"]["brightness"]["value"])]
+
+
+def test_node_driver_answers_as_the_python_compat_driver_does(node_gateway: GatewayProcess) -> None:
+    gw = node_gateway
+    _deploy(gw)
+    node, python = _driver_answers(gw, "lamppk"), _driver_answers(gw, "pypk")
+    assert node == python
+    assert node[0] == (200, {"brightness": 30})
+    assert node[1][0] == 422 and node[1][1]["error"]["code"] == 109002
+    assert node[3] == (200, {"brightness": 55})
+    assert node[7][1]["error"] == {"type": "DeviceError", "code": 109005, "message": "no service fly"}
+    assert node[6] == (200, {"blinks": 3})
+
+
+def test_node_app_drives_lamps_through_linkedge_core_sdk(node_gateway: GatewayProcess) -> None:
+    gw = node_gateway
+    _deploy(gw)
+    result = gw.invoke("lamp-app", b'{"brightness": 80}')
+    assert result.status_code == 200, result.text
+    assert result.json() == {"lamps": [{"productKey": "lamppk", "deviceName": "lamp-1", "brightness": 80}]}
+    # A Python lecoresdk application reads the Node.js driver's lamp.
+    assert gw.invoke("py-app").json() == {"brightness": 70}
+    # The lamps' reports reach the app over its route.
+    gw.wait_for(lambda: [e for e in logs_of(gw, "lamp-app") if "/sys/lamppk/lamp-1/thing/event/property/post" in str(e["message"])],
+                what="a routed lamp report")  # fmt: skip
+
+
+def _probe(gw: GatewayProcess, op: str, params: dict[str, Any]) -> Any:
+    response = gw.invoke("probe", json.dumps({"op": op, "params": params}).encode())
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def test_linkedge_core_sdk_callbacks_and_errors_match_the_real_package(node_gateway: GatewayProcess) -> None:
+    gw = node_gateway
+    _deploy(gw)
+    lamp = {"productKey": "lamppk", "deviceName": "lamp-2"}
+    assert _probe(gw, "getThingProperties", {**lamp, "payload": ["brightness"]}) == {"data": {"brightness": 70}}
+    assert _probe(gw, "callThingService", {**lamp, "payload": {}}) == {"error": "Can't find required parameter \"service\".", "code": None}
+    assert _probe(gw, "setThingProperties", lamp) == {"error": "Can't find required parameter \"payload\".", "code": None}
+    assert _probe(gw, "getThingProperties", {**lamp, "payload": ["color"]}) == {"error": "no property color", "code": 109002}
+    assert _probe(gw, "getThingProperties", {"productKey": "nope", "deviceName": "x", "payload": ["a"]})["code"] == 109000
+    lab = [lamp, {"productKey": "pypk", "deviceName": "lamp-1"}]
+    assert _probe(gw, "getThingsWithTags", {"payload": [{"key": "room", "value": "lab"}]}) == {"data": lab}
+    assert _probe(gw, "getThingsWithTags", {"payload": [{"room": "lab"}]}) == {"data": lab}
+    assert _probe(gw, "publish", {"topic": "/lamps/note", "payload": "hi"}) == {"data": None}
+    assert _probe(gw, "publish", {"topic": "/lamps/note"})["error"] == "Can't find required parameter \"payload\"."
+    invoked = _probe(gw, "invokeFunction", {"functionId": "acs:fc:cn:1:services/demo/functions/lamp-app",
+                                              "payload": "{\"brightness\": 40}"})
+    assert invoked["data"]["statusCode"] == 200 and invoked["data"]["functionError"] is None
+    assert json.loads(invoked["data"]["payload"])["lamps"][0]["deviceName"] == "lamp-1"
+    failed = _probe(gw, "invokeFunction", {"functionId": "lamp-app", "payload": "not json"})["data"]
+    assert failed["functionError"] == "Handled" and "SyntaxError" in json.loads(failed["payload"])["errorMessage"]
+    assert _probe(gw, "invokeFunction", {"functionId": "lamp-app", "invocationType": "RequestResponse"})["error"] == (
+        'Incorrect invocationType RequestResponse. It should be "Sync" or "Async".')
+    assert isinstance(_probe(gw, "invokeFunction", {"functionId": "lamp-app", "invocationType": "Async", "payload": "{}"})["data"], str)
