@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := runc containernetworking-plugins iptables mosquitto mosquitto-clients
+DEB_PACKAGES := runc containernetworking-plugins iptables mosquitto mosquitto-clients postgresql chromium chromium-driver
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test bench lint typecheck clean system-packages

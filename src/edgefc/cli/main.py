@@ -209,6 +209,9 @@ def _register() -> None:
 
     for command in (logs.logs, top.top, publish.publish, queues.queues, queues.deadletters, devices.devices):
         cli.add_command(command)
+    from edgefc.cli.cloud import cloud  # the cloud control plane (issue 11)
+
+    cli.add_command(cloud)
 
 
 _register()

@@ -127,6 +127,7 @@ class CloudConfig(BaseModel):
     url: Annotated[str | None, AfterValidator(_url_checker(("http", "https"), "https://cloud.example:8800"))] = None
     gateway_id: str | None = None
     token_file: Path | None = None
+    ca_file: Path | None = None  # a CA bundle to trust for an https cloud.url (a private CA)
     mqtt_url: Annotated[str | None, AfterValidator(_url_checker(("mqtt", "mqtts"), "mqtt://broker:1883"))] = None
     topic_prefix: str = ""
 
