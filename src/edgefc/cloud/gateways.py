@@ -54,7 +54,7 @@ class Gateways:
             while True:
                 deployment, asks = await self.store.run(look)
                 left = deadline - now()
-                if deployment is not None or asks or left <= 0:
+                if deployment is not None or asks or left <= 0 or self.notifier.closed:
                     return {"deployment": deployment, "requests": asks, "server_time": now()}
                 await waiter.wait(left)
 
@@ -163,3 +163,5 @@ class Gateways:
                     yield f"event: state\ndata: {text}\n\n"
                 if not await waiter.wait(EVENT_HEARTBEAT_S):
                     yield ": keep-alive\n\n"
+                if self.notifier.closed:
+                    return

@@ -50,6 +50,13 @@ class Notifier:
         self._waiters: dict[str, set[Waiter]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.listening = asyncio.Event()
+        self.closed = False
+
+    def close(self) -> None:
+        """The replica is stopping: wake every waiter, and long polls and streams end instead of waiting."""
+        self.closed = True
+        for topic in list(self._waiters):
+            self.wake_local(topic)
 
     @contextlib.contextmanager
     def subscribe(self, *topics: str) -> Iterator[Waiter]:

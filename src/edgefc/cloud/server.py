@@ -91,12 +91,17 @@ async def serve(options: CloudOptions) -> int:
     tls = options.tls_cert is not None
     server = _Server(uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="off", loop="none", timeout_keep_alive=75,
-        limit_concurrency=20000, backlog=4096, proxy_headers=False,
+        limit_concurrency=20000, backlog=4096, proxy_headers=False, timeout_graceful_shutdown=3,
         ssl_certfile=str(options.tls_cert) if tls else None, ssl_keyfile=str(options.tls_key) if tls else None,
     ))  # fmt: skip
     loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        server.should_exit = True
+        service.notifier.close()  # long polls and event streams end now, not at their timeout
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, lambda: setattr(server, "should_exit", True))
+        loop.add_signal_handler(sig, stop)
     host, port = sock.getsockname()[:2]
     base = f"{'https' if tls else 'http'}://{host if ':' not in host else f'[{host}]'}:{port}"
     try:
