@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import pytest
@@ -77,4 +76,45 @@ def test_deploy_reaches_the_gateway_with_every_stage_and_a_failed_start_rolls_ba
     assert back["number"] == 4 and back["rollback_of"] == 1
     assert cloud.wait_final(inst["id"], 4)["status"] == "succeeded"
     assert gw.invoke("hello").content == b"v1"
+
+
+
+def test_hot_deploy_of_a_new_version_under_load_loses_no_invocation(cloud: CloudProcess, make_gateway: Any) -> None:
+    inst = _instance(cloud, "hot")
+    gw = make_gateway(cloud.url, inst["id"], inst["token"], "hot")
+    cloud.function("hello", V1)
+    cloud.function("hello", V2)
+    cloud.api("PUT", f"/v1/instances/{inst['id']}/assignments/hello", 200, json={"version": 1, "max_instances": 2})
+    cloud.api("POST", f"/v1/instances/{inst['id']}/deployments", 201)
+    assert cloud.wait_final(inst["id"], 1)["status"] == "succeeded"
+
+    answers: list[tuple[int, bytes]] = []
+    stop = threading.Event()
+
+    def load() -> None:
+        import httpx
+
+        with httpx.Client(base_url=gw.url, headers={"Authorization": f"Bearer {gw.token}"}, timeout=10) as client:
+            while not stop.is_set():
+                response = client.post("/v1/functions/hello/invoke", content=b"x")
+                answers.append((response.status_code, response.content))
+
+    worker = threading.Thread(target=load, name="load")
+    worker.start()
+    try:
+        wait_for(lambda: len(answers) > 20, what="load before the deploy")
+        cloud.api("PUT", f"/v1/instances/{inst['id']}/assignments/hello", 200, json={"version": 2, "max_instances": 2})
+        cloud.api("POST", f"/v1/instances/{inst['id']}/deployments", 201)
+        assert cloud.wait_final(inst["id"], 2)["status"] == "succeeded"
+        seen = len(answers)
+        wait_for(lambda: len(answers) > seen + 20, what="load after the deploy")
+    finally:
+        stop.set()
+        worker.join(15)
+    failed = [a for a in answers if a[0] != 200]
+    assert not failed, failed[:5]
+    bodies = [body for _, body in answers]
+    assert bodies[0] == b"v1" and bodies[-1] == b"v2"
+    switch = bodies.index(b"v2")
+    assert set(bodies[switch:]) == {b"v2"}, "after the first v2 answer no v1 instance serves any more"
 

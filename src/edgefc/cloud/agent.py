@@ -251,8 +251,10 @@ class CloudAgent:
         while True:
             try:
                 await self._call("POST", "/v1/agent/report", json={"time": time.time(), "status": await self._status()})
-            except (_Rejected, _Refused, httpx.HTTPError, OSError) as exc:
-                log.debug("status report not delivered: %s", exc)
+            except (_Rejected, httpx.HTTPError, OSError) as exc:
+                self._trouble(exc)  # a rotated token shows here first: a long poll may be holding the old one
+            except _Refused as exc:
+                log.warning("the cloud refused a status report: %s", exc)
             await asyncio.sleep(self.status_interval_s)
 
     async def _status(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from edgefc.cloud import db
 from edgefc.cloud.catalog import ACTIVE, version_row
-from edgefc.cloud.fleet import assigned_entries, instance_row
+from edgefc.cloud.fleet import assigned_entries, instance_row, online
 from edgefc.cloud.notify import Notifier
 from edgefc.cloud.store import Store, iso, now
 from edgefc.cloud.validate import check_manifest
@@ -81,7 +81,7 @@ class Deployments:
                 raise ValidationError(problems)
             manifest = {"functions": [entry for _, entry in entries], "routes": row.routes, "devices": row.devices}
             versions = {a.function: a.version for a, _ in entries}
-            return self._insert(conn, instance_id, manifest, shas, versions, None)
+            return self._insert(conn, row, manifest, shas, versions, None)
 
         return await self._made(instance_id, work)
 
@@ -100,7 +100,7 @@ class Deployments:
                 if conn.execute(select(db.artifacts.c.sha256).where(db.artifacts.c.sha256 == sha)).first() is None:
                     raise Conflict(f"the code of {function!r} in deployment {number} was deleted since")
             manifest = {k: v for k, v in old.manifest.items() if k != "version"}
-            return self._insert(conn, instance_id, manifest, old.artifacts, old.versions, number)
+            return self._insert(conn, instance_row(conn, instance_id), manifest, old.artifacts, old.versions, number)
 
         return await self._made(instance_id, work)
 
@@ -113,13 +113,17 @@ class Deployments:
         await self.notifier.notify(f"instance:{instance_id}", f"events:{instance_id}")
         return made
 
-    def _insert(self, conn: Connection, instance_id: str, manifest: dict[str, Any], shas: dict[str, str],
+    def _insert(self, conn: Connection, instance: Any, manifest: dict[str, Any], shas: dict[str, str],
                 versions: dict[str, int], rollback_of: int | None) -> dict[str, Any]:  # fmt: skip
+        """Add deployment N+1. One still under way on an online gateway refuses it (Conflict); one an offline
+        gateway never picked up is superseded, so an operator is never stuck behind a gateway that is away."""
+        instance_id = instance.id
         latest = latest_row(conn, instance_id)
         number = (latest.number if latest else 0) + 1
-        if latest is not None and latest.status in ("downloading", "applying"):
-            raise Conflict(f"deployment {latest.number} of instance {instance_id} is being applied "
-                           f"({latest.status}); deploy again once it finished")  # fmt: skip
+        if latest is not None and (latest.status in ("downloading", "applying")
+                                   or (latest.status == "pending" and online(instance, now()))):  # fmt: skip
+            raise Conflict(f"deployment {latest.number} of instance {instance_id} is under way "
+                           f"({latest.status}); deploy again once it finished", details={"number": latest.number})  # fmt: skip
         manifest = {"version": f"{VERSION_PREFIX}{number}", **manifest}
         check_manifest(manifest, source=f"deployment {number}")
         at = now()
