@@ -2,8 +2,8 @@
 
 When the gateway's report carries its own stats history (``history``: the columnar ``time``/``host``/
 ``functions`` of the gateway's ``/v1/stats``), the charts draw that. Otherwise this keeps a small ring per
-instance of the figures seen in successive reports (host CPU and memory; per function the memory of its
-instances and CPU from the growth of their CPU seconds), which is what a report without history allows.
+instance of the figures seen in successive reports (host and per-function ``cpu_percent`` and
+``memory_bytes``), which is what a report without history allows.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ class _Sample:
     at: float
     host_cpu: float | None
     host_memory: float | None
-    functions: dict[str, tuple[float, float]] = field(default_factory=dict)  # cpu seconds, memory bytes
+    functions: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)  # cpu %, memory
 
 
 def _epoch(text: Any) -> float | None:
@@ -61,12 +61,7 @@ class Figures:
         for fn in status.get("functions") or []:
             if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
                 continue
-            cpu = mem = 0.0
-            for inst in fn.get("instances") or []:
-                if isinstance(inst, dict):
-                    cpu += _num(inst.get("cpu_seconds")) or 0.0
-                    mem += _num(inst.get("memory_bytes")) or 0.0
-            sample.functions[fn["name"]] = (cpu, mem)
+            sample.functions[fn["name"]] = (_num(fn.get("cpu_percent")), _num(fn.get("memory_bytes")))
         ring.append(sample)
 
     def series(self, instance_id: str, status: dict[str, Any]) -> dict[str, Any]:
@@ -83,19 +78,7 @@ class Figures:
         ring = list(self._rings.get(instance_id) or [])
         out: dict[str, Any] = {"host": {"cpu": [s.host_cpu for s in ring], "memory": [s.host_memory for s in ring]},
                                "functions": {}}
-        names = {name for s in ring for name in s.functions}
-        for name in sorted(names):
-            cpu: list[float | None] = []
-            memory: list[float | None] = []
-            previous: _Sample | None = None
-            for sample in ring:
-                now = sample.functions.get(name)
-                memory.append(now[1] if now else None)
-                before = previous.functions.get(name) if previous else None
-                if now and before and sample.at > previous.at:  # type: ignore[union-attr]
-                    cpu.append(max(0.0, (now[0] - before[0]) / (sample.at - previous.at) * 100))  # type: ignore[union-attr]
-                else:
-                    cpu.append(None)
-                previous = sample
-            out["functions"][name] = {"cpu": cpu, "memory": memory}
+        for name in sorted({name for s in ring for name in s.functions}):
+            points = [s.functions.get(name, (None, None)) for s in ring]
+            out["functions"][name] = {"cpu": [p[0] for p in points], "memory": [p[1] for p in points]}
         return out

@@ -37,7 +37,7 @@ def routes(console: Console) -> APIRouter:
     async def status_view(instance_id: str) -> dict[str, Any]:
         status = await gateways.status(instance_id)
         figures.add(instance_id, status)
-        return {"status": status, "charts": figures.series(instance_id, status),
+        return {"report": status, "charts": figures.series(instance_id, status),
                 "devices": status.get("devices") or []}
 
     @router.get("/gateway")

@@ -76,7 +76,7 @@ class Renderer:
         )
         self.env.filters["when"] = _when
         self.env.filters["bytes"] = _bytes
-        self.env.globals.update(static=STATIC_PREFIX, version=__version__, csrf_field=CSRF_FIELD,
+        self.env.globals.update(static=STATIC_PREFIX, edgefc_version=__version__, csrf_field=CSRF_FIELD,
                                 sparkline=sparkline)
 
     def fragment(self, template: str, **context: Any) -> str:
@@ -89,5 +89,5 @@ class Renderer:
         csrf = self.keys.csrf(session) if session is not None else ""
         signed_in = session is not None and session.auth
         html = self.fragment(template, request=request, csrf=csrf, signed_in=signed_in,
-                             path=request.url.path, **context)
+                             here=request.url.path, **context)
         return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
