@@ -123,7 +123,7 @@ class Fleet:
         return await self.store.run(work)
 
     async def authenticate(self, instance_id: str, token: str) -> None:
-        """Check a gateway's credentials and mark it seen. Raises Unauthorized saying which part is wrong."""
+        """Check a gateway's credentials (a read only: the long poll and reports mark it seen). Raises Unauthorized saying which part is wrong."""
 
         def work(conn: Connection) -> None:
             row = conn.execute(select(db.instances.c.token_sha256).where(db.instances.c.id == instance_id)).first()
@@ -132,7 +132,6 @@ class Fleet:
             if not hmac.compare_digest(row.token_sha256, token_hash(token)):
                 raise Unauthorized(f"the token of instance {instance_id} is wrong or was rotated "
                                    "(put the current one in cloud.token_file)")  # fmt: skip
-            conn.execute(update(db.instances).where(db.instances.c.id == instance_id).values(last_seen=now()))
 
         await self.store.run(work)
 

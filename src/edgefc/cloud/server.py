@@ -12,6 +12,7 @@ import signal
 import socket
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from edgefc.config.gateway import split_host_port
 log = logging.getLogger("edgefc.cloud")
 
 DEFAULT_LISTEN = "127.0.0.1:8800"
+DB_THREADS = 16
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,8 @@ async def serve(options: CloudOptions) -> int:
     except (OSError, ValueError) as exc:
         log.error("cannot listen on %s: %s", options.listen, exc)
         return 3
+    # Database work runs in threads: enough of them that a fleet's long polls and reports do not queue.
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="db"))
     service = CloudService(engine)
     app = create_app(service, admin_token=token)
     tls = options.tls_cert is not None
@@ -126,4 +130,8 @@ async def serve(options: CloudOptions) -> int:
 def run(options: CloudOptions) -> int:
     """Blocking entry point of ``edgefc cloud serve``."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    return asyncio.run(serve(options))
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(serve(options))
+    return uvloop.run(serve(options))
