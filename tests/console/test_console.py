@@ -194,3 +194,31 @@ def test_lists_of_100_instances_and_50_functions_load_under_a_second(web: Browse
     print(f"\nconsole load times (ms): {timings}")
     assert all(ms < 1000 for ms in timings.values()), timings
     web.shot("instances-100")
+
+
+def test_keyboard_only_use_and_a_prompt_shutdown_with_live_pages_open(web: Browser) -> None:
+    made = web.cloud.api("POST", "/v1/instances", 201, json={"name": "kb"})
+    page = web.page
+    page.goto("/login")
+    page.keyboard.type(web.cloud.token)  # the token field has the focus
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/console/instances")
+    focused = []
+    for _ in range(4):
+        page.keyboard.press("Tab")
+        focused.append(page.evaluate("document.activeElement.textContent.trim()"))
+    assert focused[:3] == ["Skip to content", "edgefc cloud", "Functions"], focused
+    page.keyboard.press("Shift+Tab")
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/console/functions")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Enter")  # the skip link moves the focus to the page's content
+    assert page.evaluate("document.activeElement.id") == "main"
+
+    # A console tab with a live stream open does not hold up the cloud's shutdown.
+    page.goto(f"/console/instances/{made['id']}")
+    page.locator("[data-live-mark=deploy-live]").get_by_text("live").wait_for()
+    started = time.monotonic()
+    assert web.cloud.stop() == 0
+    assert time.monotonic() - started < 5
+    page.goto("about:blank")  # before the page's EventSource retries a cloud that is gone

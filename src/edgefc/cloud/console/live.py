@@ -2,7 +2,8 @@
 
 A fragment stream subscribes to the instance's ``events:<id>`` topic before it renders (so no change falls
 between a render and the wait), sends the fragment when its HTML changed, and a comment now and then so
-proxies keep the connection. Starlette ends the generator when the browser goes away.
+proxies keep the connection. Starlette ends the generator when the browser goes away; every stream also ends
+when the replica stops (``notifier.close()`` wakes it), so an open console tab never holds up a shutdown.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def fragments(request: Request, notifier: Notifier, instance_id: str,
         last = None
         quiet = 0.0
         with notifier.subscribe(f"events:{instance_id}") as waiter:
-            while True:
+            while not notifier.closed:
                 html = await render()
                 if html != last:
                     last = html
