@@ -79,6 +79,13 @@ class AgentGateway(Gateway):
 server.Gateway = AgentGateway  # type: ignore[misc]
 
 if __name__ == "__main__":
+    import sys
+
     from edgefc.cli.main import main
 
+    # The gateway harness always asks for 127.0.0.1:0; a gateway in a test's network namespace must listen on the
+    # namespace's end of the veth instead, so the test (outside) can reach its API.
+    listen = os.environ.get("EDGEFC_TEST_LISTEN")
+    if listen and "--listen" in sys.argv:
+        sys.argv[sys.argv.index("--listen") + 1] = listen
     main()

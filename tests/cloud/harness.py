@@ -45,9 +45,10 @@ def code_zip(files: dict[str, str]) -> bytes:
 class CloudProcess:
     """``edgefc cloud serve`` on 127.0.0.1:0; ``client`` carries the admin token."""
 
-    def __init__(self, data_dir: Path, *, db: str | None = None) -> None:
+    def __init__(self, data_dir: Path, *, db: str | None = None, listen: str = "127.0.0.1:0") -> None:
         self.data_dir = data_dir
         self.db = db
+        self.listen = listen
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.token = ""
@@ -58,7 +59,7 @@ class CloudProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         info = self.data_dir / "cloud.json"
         info.unlink(missing_ok=True)
-        args = [*EDGEFC, "cloud", "serve", "--data-dir", str(self.data_dir), "--listen", "127.0.0.1:0"]
+        args = [*EDGEFC, "cloud", "serve", "--data-dir", str(self.data_dir), "--listen", self.listen]
         if self.db:
             args += ["--db", self.db]
         with open(self.log_path, "ab") as log:
@@ -115,18 +116,24 @@ class CloudProcess:
 class AgentGatewayProcess(GatewayProcess):
     """A real gateway (process sandbox) whose agent talks to ``cloud_url`` as ``instance`` with ``token``."""
 
-    def __init__(self, data_dir: Path, *, cloud_url: str, instance: str, token: str) -> None:
+    def __init__(self, data_dir: Path, *, cloud_url: str, instance: str, token: str,
+                 config: dict[str, Any] | None = None, netns: str | None = None, listen: str | None = None) -> None:  # fmt: skip
         token_file = data_dir.parent / f"{data_dir.name}-cloud.token"
         token_file.write_text(token + "\n")
         self.token_file = token_file
         env = {"EDGEFC_TEST_AGENT_FAST": "1", "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        cloud = {"url": cloud_url, "gateway_id": instance, "token_file": str(token_file)}
-        super().__init__(data_dir, env=env, config={"cloud": cloud})
+        if listen:
+            env["EDGEFC_TEST_LISTEN"] = listen
+        self.netns = netns
+        extra = dict(config or {})
+        cloud = {"url": cloud_url, "gateway_id": instance, "token_file": str(token_file), **extra.pop("cloud", {})}
+        super().__init__(data_dir, env=env, config={"cloud": cloud, **extra})
 
     def start(self, timeout: float = 20.0) -> AgentGatewayProcess:
         # The gateway harness starts `edgefc`; this one starts the same CLI through the launcher with the agent.
         saved = gateway_harness.EDGEFC
-        gateway_harness.EDGEFC = [sys.executable, "-m", "tests.cloud.agent_gateway"]
+        inside = ["ip", "netns", "exec", self.netns] if self.netns else []
+        gateway_harness.EDGEFC = [*inside, sys.executable, "-m", "tests.cloud.agent_gateway"]
         try:
             super().start(timeout)
         finally:
