@@ -148,7 +148,7 @@ def test_escaping_csrf_and_sign_in_errors(web: Browser) -> None:
     page.goto("/console/functions")
     page.fill("#f-name", "<script>")
     page.get_by_role("button", name="Create function", exact=True).click()
-    assert "is not a valid name" in _text(page, "#err-name")
+    assert "'<script>' (string) is not a valid name" in _text(page, "#err-name")
     assert page.input_value("#f-name") == "<script>"
 
     # Forms without their CSRF field are refused and change nothing; with it, the same post works.
