@@ -34,18 +34,22 @@ def routes(console: Console) -> APIRouter:
     figures = Figures()
     guard = shows_errors(console)
 
-    async def status_view(instance_id: str) -> dict[str, Any]:
-        status = await gateways.status(instance_id)
-        figures.add(instance_id, status)
-        return {"report": status, "charts": figures.series(instance_id, status),
-                "devices": status.get("devices") or []}
+    async def status_view(instance: dict[str, Any]) -> dict[str, Any]:
+        status = await gateways.status(instance["id"])
+        figures.add(instance["id"], status)
+        reported = status.get("devices")
+        # Until reports carry the gateway's devices, show the ones the instance is configured with.
+        devices = reported if isinstance(reported, list) else [
+            {**d, "properties": None} for d in instance.get("devices") or []]
+        return {"report": status, "charts": figures.series(instance["id"], status), "devices": devices,
+                "devices_reported": isinstance(reported, list)}
 
     @router.get("/gateway")
     @guard
     async def gateway_page(request: Request, instance_id: str) -> Response:
         session = console.viewer(request)
         instance = await service.fleet.get_instance(instance_id)
-        return console.page(request, "gateway.html", session, instance=instance, **await status_view(instance_id))
+        return console.page(request, "gateway.html", session, instance=instance, **await status_view(instance))
 
     @router.get("/gateway/stream")
     async def gateway_stream(request: Request, instance_id: str) -> Response:
@@ -53,7 +57,7 @@ def routes(console: Console) -> APIRouter:
         instance = await service.fleet.get_instance(instance_id)
 
         async def render() -> str:
-            return console.renderer.fragment("_status.html", instance=instance, **await status_view(instance_id))
+            return console.renderer.fragment("_status.html", instance=instance, **await status_view(instance))
 
         return live.fragments(request, service.notifier, instance_id, render)
 
