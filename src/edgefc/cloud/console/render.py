@@ -17,6 +17,7 @@ from starlette.responses import HTMLResponse
 from edgefc import __version__
 from edgefc.cloud.console.charts import sparkline
 from edgefc.cloud.console.session import CSRF_FIELD, Session, SessionKeys
+from edgefc.cloud.console.settings import ISOLATIONS, MODES, RUNTIMES, options
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -77,7 +78,8 @@ class Renderer:
         self.env.filters["when"] = _when
         self.env.filters["bytes"] = _bytes
         self.env.globals.update(static=STATIC_PREFIX, edgefc_version=__version__, csrf_field=CSRF_FIELD,
-                                sparkline=sparkline)
+                                sparkline=sparkline, runtimes=options(RUNTIMES), modes=options(MODES),
+                                isolations=options(ISOLATIONS))
 
     def fragment(self, template: str, **context: Any) -> str:
         """A template rendered to a string (pages and the fragments live updates send)."""

@@ -11,9 +11,10 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, get_args
 
 from edgefc.cloud.validate import check_settings
+from edgefc.config.manifest import FunctionSpec, Isolation, Mode
 from edgefc.errors import ValidationError
 
 NUMBER_FIELDS = ("memory_mb", "timeout_s", "idle_timeout_s", "max_concurrency", "max_instances", "max_queue")
@@ -25,6 +26,19 @@ FIELDS = ("version", *TEXT_FIELDS[:2], *NUMBER_FIELDS, "schedule", *JSON_FIELDS,
           *LIST_FIELDS)
 DEFAULTS: dict[str, str] = {"mode": "on_demand", "isolation": "default", "memory_mb": "512", "timeout_s": "3",
                             "max_concurrency": "1", "max_instances": "1", "max_queue": "100"}
+
+
+# The choices the form offers come from the manifest models, so a new runtime or mode shows up by itself.
+RUNTIMES: tuple[str, ...] = tuple(str(v) for v in get_args(FunctionSpec.model_fields["runtime"].annotation))
+MODES: tuple[str, ...] = tuple(m.value for m in Mode)
+ISOLATIONS: tuple[str, ...] = tuple(i.value for i in Isolation)
+_LABELS = {"python3": "Python 3", "nodejs20": "Node.js 20", "on_demand": "on_demand — instances per event",
+           "continuous": "continuous — always one running", "default": "default (the gateway's setting)"}
+
+
+def options(values: tuple[str, ...]) -> list[tuple[str, str]]:
+    """``(value, label)`` pairs for a select."""
+    return [(value, _LABELS.get(value, value)) for value in values]
 
 
 @dataclass
