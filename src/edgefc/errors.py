@@ -166,3 +166,11 @@ class DeviceError(EdgefcError):
         body = super().to_dict()
         body["code"] = self.code
         return body
+
+
+class GatewayOffline(EdgefcError):
+    """Raised by the cloud when a live request (a log query) needs a gateway that is offline or did not answer
+    in time: HTTP 504."""
+
+    http_status = 504
+    type = "GatewayOffline"

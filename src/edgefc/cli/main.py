@@ -173,6 +173,9 @@ def _register() -> None:
                     queues.deadletters, devices.devices, login.login, login.logout, login.gateways, login.use):
         cli.add_command(command)
     gateway.add_command(service.install_service)
+    from edgefc.cli.cloud import cloud  # the cloud control plane (issue 11)
+
+    cli.add_command(cloud)
 
 
 _register()

@@ -167,6 +167,7 @@ class CloudConfig(BaseModel):
     ] = None
     gateway_id: str | None = None
     token_file: Path | None = None
+    ca_file: Path | None = None  # a CA bundle to trust for an https cloud.url (a private CA)
     mqtt_url: Annotated[str | None, AfterValidator(_url_checker(("mqtt", "mqtts"), "mqtt://broker:1883"))] = (
         None
     )

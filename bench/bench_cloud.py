@@ -1,0 +1,173 @@
+"""Cloud deploy fan-out: N simulated gateways, one deploy each, until every one reported ``succeeded``.
+
+``cloud_deploy_fanout_s`` (value: N = 1000, ``detail.per_n``: each N): time from the first deploy call until
+the last simulated gateway's ``succeeded`` report was accepted. A simulated gateway is the agent's protocol in
+asyncio (long poll, fetch the artifact and check its sha256, report downloading → applying → succeeded), so the
+cloud does exactly what real gateways make it do. With root and PostgreSQL the gateways are spread across two
+replicas on one throwaway cluster (as DESIGN §6 asks); else one replica on SQLite.
+``cloud_idle_rss_mib`` / ``cloud_idle_cpu_percent``: the replicas with 1000 gateways idle in their long polls.
+Run alone with ``python -m bench.bench_cloud``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+from tests.cloud.harness import CloudProcess
+from tests.cloud.postgres import PostgresCluster
+
+from bench.figure import at_most, figure
+
+log = logging.getLogger("bench.cloud")
+logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request costs the fleet client real CPU
+
+SIZES = (10, 100, 1000)
+IDLE_SECONDS = 5.0
+
+
+class SimGateway:
+    """One simulated gateway speaking the agent's protocol."""
+
+    def __init__(self, http: httpx.AsyncClient, url: str, instance: str, token: str) -> None:
+        self.http, self.url = http, url
+        self.headers = {"Authorization": f"Bearer {token}", "X-Edgefc-Instance": instance}
+        self.done_at: float | None = None
+        self.applied = 0
+        self.polling = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            self.polling.set()
+            body = (await self._call("GET", "/v1/agent/desired", params={"after": self.applied, "wait": 25})).json()
+            deployment = body.get("deployment")
+            if deployment:
+                await self._apply(deployment)
+
+    async def _apply(self, deployment: dict[str, Any]) -> None:
+        number = deployment["number"]
+        await self._report(number, "downloading")
+        for sha in deployment["artifacts"].values():
+            data = (await self._call("GET", f"/v1/agent/artifacts/{sha}")).content
+            if hashlib.sha256(data).hexdigest() != sha:
+                raise RuntimeError(f"artifact {sha} does not match its hash")
+        await self._report(number, "applying")
+        await self._report(number, "succeeded")
+        self.applied = number
+        self.done_at = time.perf_counter()
+
+    async def _report(self, number: int, stage: str) -> None:
+        await self._call("POST", "/v1/agent/report", json={"deployment": number, "stage": stage, "message": stage,
+                                                           "time": time.time()})  # fmt: skip
+
+    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = await self.http.request(method, self.url + path, headers=self.headers, **kwargs)
+        response.raise_for_status()
+        return response
+
+
+async def _admin(http: httpx.AsyncClient, cloud: CloudProcess, method: str, path: str, **kwargs: Any) -> Any:
+    response = await http.request(method, cloud.url + path, headers={"Authorization": f"Bearer {cloud.token}"},
+                                  **kwargs)  # fmt: skip
+    response.raise_for_status()
+    return response.json() if response.content else None
+
+
+async def _bounded(jobs: list[Any], limit: int) -> list[Any]:
+    gate = asyncio.Semaphore(limit)
+
+    async def one(job: Any) -> Any:
+        async with gate:
+            return await job
+
+    return await asyncio.gather(*(one(j) for j in jobs))
+
+
+async def _round(replicas: list[CloudProcess], n: int, idle_figures: dict[str, float] | None) -> float:
+    """Make n instances, connect n simulated gateways (spread over the replicas), deploy to all; returns seconds."""
+    first = replicas[0]
+    limits = httpx.Limits(max_connections=n + 100, max_keepalive_connections=n + 100)
+    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0)) as http:
+        made = await _bounded([_admin(http, first, "POST", "/v1/instances", json={"name": f"sim-{i}"})
+                               for i in range(n)], 32)  # fmt: skip
+        await _bounded([_admin(http, first, "PUT", f"/v1/instances/{m['id']}/assignments/hello", json={"version": 1})
+                        for m in made], 32)  # fmt: skip
+        sims = [SimGateway(http, replicas[i % len(replicas)].url, m["id"], m["token"]) for i, m in enumerate(made)]
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(s.run()) for s in sims]
+            await asyncio.gather(*(s.polling.wait() for s in sims))
+            await asyncio.sleep(0.5)  # every first poll reaches its wait (a poll that has not still sees the deploy)
+            t0 = time.perf_counter()
+            await _bounded([_admin(http, first, "POST", f"/v1/instances/{m['id']}/deployments") for m in made], 64)
+            while any(s.done_at is None for s in sims):
+                await asyncio.sleep(0.05)
+                if time.perf_counter() - t0 > 120:
+                    raise RuntimeError(f"{sum(s.done_at is None for s in sims)} of {n} gateways did not finish in 120 s")
+            seconds = max(s.done_at for s in sims if s.done_at is not None) - t0
+            if idle_figures is not None:
+                idle_figures.update(await _idle(replicas))
+            for task in tasks:
+                task.cancel()
+    return seconds
+
+
+async def _idle(replicas: list[CloudProcess]) -> dict[str, float]:
+    """RSS and CPU of the replicas while every simulated gateway waits in its long poll."""
+    await asyncio.sleep(1.0)
+    procs = [psutil.Process(r.proc.pid) for r in replicas if r.proc is not None]
+    before = [p.cpu_times() for p in procs]
+    await asyncio.sleep(IDLE_SECONDS)
+    after = [p.cpu_times() for p in procs]
+    cpu = sum((a.user + a.system) - (b.user + b.system) for a, b in zip(after, before, strict=True))
+    return {"rss_mib": sum(p.memory_info().rss for p in procs) / (1 << 20), "cpu_percent": 100 * cpu / IDLE_SECONDS}
+
+
+def run(sizes: tuple[int, ...] = SIZES) -> dict[str, dict[str, Any]]:
+    """Run every size against fresh replicas; returns the CONTRACT §8 figures."""
+    cluster: PostgresCluster | None = None
+    if os.geteuid() == 0:
+        try:
+            cluster = PostgresCluster().start()
+        except BaseException as exc:  # noqa: BLE001 — pytest's skip is BaseException; fall back to SQLite
+            log.warning("no PostgreSQL cluster (%s); one replica on SQLite", exc)
+            cluster = None
+    work = Path(tempfile.mkdtemp(prefix="edgefc-bench-cloud-"))
+    count = 2 if cluster else 1
+    replicas = [CloudProcess(work / f"replica-{i}", db=cluster.url if cluster else None) for i in range(count)]
+    per_n: dict[str, float] = {}
+    idle: dict[str, float] = {}
+    try:
+        for replica in replicas:
+            replica.start()
+        replicas[0].function("hello", {"index.py": "def handler(event, context):\n    return b'hi'\n"})
+        for n in sizes:
+            per_n[str(n)] = round(asyncio.run(_round(replicas, n, idle if n == max(sizes) else None)), 3)
+            log.info("fan-out to %d gateways: %.2f s", n, per_n[str(n)])
+    finally:
+        for replica in replicas:
+            replica.stop()
+        if cluster is not None:
+            cluster.stop()
+    top = str(max(sizes))
+    setup = f"{count} replica(s) on {'PostgreSQL' if cluster else 'SQLite'}"
+    return {
+        "cloud_deploy_fanout_s": figure(per_n[top], "s", n=max(sizes), target=at_most(10.0), per_n=per_n, setup=setup),
+        "cloud_idle_rss_mib": figure(round(idle["rss_mib"], 1), "MiB", n=max(sizes), gateways=max(sizes), setup=setup),
+        "cloud_idle_cpu_percent": figure(round(idle["cpu_percent"], 1), "percent", n=max(sizes), gateways=max(sizes),
+                                         seconds=IDLE_SECONDS, setup=setup),  # fmt: skip
+    }
+
+
+if __name__ == "__main__":
+    import json
+
+    logging.basicConfig(level=logging.INFO)
+    print(json.dumps(run(), indent=2))
