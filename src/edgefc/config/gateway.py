@@ -172,6 +172,8 @@ class CloudConfig(BaseModel):
         None
     )
     topic_prefix: str = ""
+    status_interval_s: float = Field(default=5.0, ge=0.1, le=3600)  # how often the agent reports status
+    backoff_max_s: float = Field(default=30.0, ge=0.1, le=3600)  # the longest wait between two tries to reach it
 
 
 class LogsConfig(BaseModel):

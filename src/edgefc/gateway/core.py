@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgefc.config.gateway import GatewayConfig
 from edgefc.devices.service import DeviceService
@@ -46,6 +46,9 @@ from edgefc.supervisor.hub import WorkerHub
 from edgefc.supervisor.manager import FunctionManager
 from edgefc.supervisor.plan import FunctionPlan
 from edgefc.tasks import TaskGroup
+
+if TYPE_CHECKING:
+    from edgefc.cloud.agent import CloudAgent
 
 log = logging.getLogger("edgefc.gateway")
 
@@ -188,13 +191,12 @@ class Gateway:
 
             # ---- optional components ----------------------------------------------------------------------------
             # Entered here: after the core is up and the last deployment restored, before the API serves; the
-            # stack closes them first. Each gets the narrow interface it needs, never the Gateway itself. The
-            # cloud agent (issue 11) goes here, e.g.:
-            #     if config.cloud.url:
-            #         await stack.enter_async_context(CloudAgent(config.cloud, control=gateway.control()))
-            # where ``control()`` gives deploy(manifest_text, uploads), deployment_info(), functions_status(),
-            # host_stats() and query_logs(...) (:class:`Control` below).
+            # stack closes them first. Each gets the narrow interface it needs, never the Gateway itself.
+            if config.cloud.url:
+                await _start_cloud_agent(gateway, stack)
             yield gateway
+
+    cloud: CloudAgent | None = None  # set when ``cloud.url`` is configured
 
     def control(self) -> Control:
         """What a remote control plane (the cloud agent) may do with this gateway."""
@@ -203,6 +205,22 @@ class Gateway:
     def mqtt_stats(self) -> dict[str, Any]:
         """The ``mqtt`` part of /v1/stats."""
         return self.messaging.stats()
+
+
+async def _start_cloud_agent(gateway: Gateway, stack: contextlib.AsyncExitStack) -> None:
+    """Run the cloud agent (issue 11) in its own task group, stopped before the core; raises ValidationError for an
+    incomplete ``cloud`` section."""
+    from edgefc.cloud.agent import CloudAgent
+    from edgefc.gateway.cloudport import CloudPort
+
+    cloud = gateway.config.cloud
+    port = CloudPort(gateway)
+    stack.push_async_callback(port.aclose)
+    agent = CloudAgent(port, cloud, status_interval_s=cloud.status_interval_s, backoff_cap_s=cloud.backoff_max_s)
+    group = gateway.tasks.child("cloud")
+    stack.push_async_callback(group.aclose)
+    group.service(agent.run, "cloud-agent")
+    gateway.cloud = agent
 
 
 class Control:
