@@ -29,6 +29,19 @@ log = logging.getLogger("edgefc.sandbox")
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
 
 
+def _signal_worker(pid: int, signum: int) -> None:
+    """Signal a worker's whole process group; a worker so new that it has not made its group yet (it calls
+    setsid first thing after the fork) is signalled itself. It is the fork server's unreaped child, so the pid is
+    still its own."""
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+    except PermissionError:
+        pass
+
+
 class ProcessInstance(Instance):
     """One forked worker."""
 
@@ -82,15 +95,12 @@ class ProcessInstance(Instance):
         return ExitStatus(status, oom=oom)
 
     def kill(self) -> None:
-        if self._status is not None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._pid, signal.SIGKILL)
+        if self._status is None:
+            _signal_worker(self._pid, signal.SIGKILL)
 
     def _terminate(self) -> None:
         if self._status is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._pid, signal.SIGTERM)
+            _signal_worker(self._pid, signal.SIGTERM)
 
     async def stop(self, grace: float = 2.0) -> ExitStatus:
         """SIGTERM, ``grace`` seconds, SIGKILL; returns after cleanup. A cancelled stop still kills."""
@@ -241,8 +251,7 @@ class ProcessSandbox(Sandbox):
 
     def _orphan(self, pid: int, cgroup: MemoryCgroup | None) -> None:
         """A worker whose start() was cancelled: kill it; its exit report releases its cgroup."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+        _signal_worker(pid, signal.SIGKILL)
         if pid in self._early_exits:
             del self._early_exits[pid]
             if cgroup is not None:
@@ -305,8 +314,7 @@ class ProcessSandbox(Sandbox):
         for inst in instances:
             inst.kill()
         for pid in self._orphans:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+            _signal_worker(pid, signal.SIGKILL)
         if self._writer is not None:
             self._writer.close()
         if self._server is not None:

@@ -57,6 +57,8 @@ class Runner:
         self._tasks = tasks
         self._calls: set[asyncio.Task[None]] = set()  # SDK calls being served: cancelled when the instance ends
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Whoever waited for readiness may have gone (a cancelled start): the failure is reported by the exit.
+        self.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.ended: asyncio.Future[ExitStatus] = asyncio.get_running_loop().create_future()
 
     async def run(self, streams: Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]], init: dict[str, Any]) -> None:
@@ -70,6 +72,8 @@ class Runner:
                 reader, self._writer = conn.result()
                 self._writer.write(encode({"t": "init", **init}))
                 reader_task = asyncio.create_task(self._read(reader), name=f"read-{self.id}")
+            elif conn.done() and not conn.cancelled() and conn.exception() is None:
+                conn.result()[1].close()  # connected just as the process ended: nobody will read it
             else:
                 conn.cancel()
             await waiter

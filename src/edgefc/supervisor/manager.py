@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgefc.errors import Busy, FunctionError, Unavailable
-from edgefc.sandbox.base import InstanceSpec, Sandbox
+from edgefc.sandbox.base import InstanceSpec, Sandbox, stop_then_kill
 from edgefc.supervisor.hub import Streams, WorkerHub
 from edgefc.supervisor.instance import InstanceState, Runner
 from edgefc.supervisor.plan import FunctionPlan, FunctionState, Mode
@@ -262,9 +262,12 @@ class FunctionManager:
         try:
             await asyncio.wait_for(asyncio.shield(runner.ready), max(15.0, plan.timeout_s))
         except BaseException as exc:
-            runner.kill()
+            # A worker that reported init_error exits by itself (its exit code tells): give it a moment first.
+            grace = 2.0 if isinstance(exc, FunctionError) else 0.0
+            if isinstance(exc, asyncio.CancelledError):
+                runner.exit_reason = "stopped"  # asked for: no keep-alive restart of a start that was called off
             with contextlib.suppress(BaseException):  # shielded: a cancelled start still waits for the kill
-                await asyncio.shield(runner.ended)
+                await stop_then_kill(lambda: None, runner.kill, runner.ended, grace)
             if isinstance(exc, TimeoutError):
                 raise FunctionError("InitError", "the instance did not become ready in time") from None
             raise
