@@ -40,7 +40,7 @@ def _bind(listen: str) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, int(port)))
     sock.listen(2048)
-    sock.set_inheritable(True)
+    sock.set_inheritable(False)  # no worker, broker or runc child may hold the API's listening socket
     return sock
 
 

@@ -315,14 +315,16 @@ class ProcessSandbox(Sandbox):
             inst.kill()
         for pid in self._orphans:
             _signal_worker(pid, signal.SIGKILL)
-        if self._writer is not None:
-            self._writer.close()
-        if self._server is not None:
-            try:
-                await asyncio.wait_for(self._server.wait(), 5)
-            except TimeoutError:
-                self._server.kill()
-                await self._server.wait()
+        writer, server = self._writer, self._server
+        if server is not None:
+            # The fork server stops when its control socket closes (it ignores SIGTERM); SIGKILL after 5 s.
+            def kill() -> None:
+                with contextlib.suppress(ProcessLookupError):
+                    server.kill()
+
+            await stop_then_kill(writer.close if writer is not None else lambda: None, kill, server.wait(), 5.0)
+        elif writer is not None:
+            writer.close()
         if self._reader_task is not None:
             await asyncio.gather(self._reader_task, return_exceptions=True)
         for inst in instances:
