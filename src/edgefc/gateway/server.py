@@ -53,8 +53,13 @@ async def serve(config: GatewayConfig, *, deploy: Path | None = None) -> int:
         log.error("cannot listen on %s: %s", config.listen, exc.strerror)
         return 3
     with contextlib.closing(sock):
-        async with Gateway.open(config) as gateway:
-            return await _serve(gateway, sock, deploy)
+        try:
+            async with Gateway.open(config) as gateway:
+                return await _serve(gateway, sock, deploy)
+        except EdgefcError as exc:  # a broken data dir (a truncated admin.token, say): say what, exit 2
+            log.error("cannot start the gateway: %s", exc.message)
+            print(f"edgefc gateway cannot start: {exc.message}", file=sys.stderr, flush=True)
+            return 2
 
 
 async def _serve(gateway: Gateway, sock: socket.socket, deploy: Path | None) -> int:
@@ -87,8 +92,10 @@ async def _serve(gateway: Gateway, sock: socket.socket, deploy: Path | None) -> 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         info.unlink(missing_ok=True)
-    if gateway.tasks.error is not None:
-        print(f"edgefc gateway stopping: {gateway.tasks.error}", file=sys.stderr, flush=True)
+    died = serving.exception() if serving.done() and not serving.cancelled() else None
+    error = gateway.tasks.error or died
+    if error is not None:
+        print(f"edgefc gateway stopping: {error!r}", file=sys.stderr, flush=True)
         return 1
     print("edgefc gateway stopped: every instance ended, nothing left running", file=sys.stderr, flush=True)
     return 0
