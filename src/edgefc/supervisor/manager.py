@@ -52,6 +52,7 @@ class FunctionManager:
         self._fresh: set[str] = set()  # runners whose first event is a cold start
         self._waiters: deque[asyncio.Future[Runner]] = deque()
         self._starting = 0
+        self._started = False
         self._closed = False
         self._draining = False
         self._crash_loop = False
@@ -65,11 +66,13 @@ class FunctionManager:
     # ---- lifecycle -------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Continuous: start its instances and wait until they are ready. Raises FunctionError if one fails to start."""
+        """Start (continuous: its instances, ready; before this, events only wait). Raises FunctionError."""
+        self._started = True
         if self.plan.mode is Mode.CONTINUOUS:
             await asyncio.gather(*(self._spawn() for _ in range(self.plan.max_instances)))
         else:
             self._tasks.service(self._reap_idle, f"idle-{self.name}")
+            self._maybe_scale()
 
     async def probe(self) -> None:
         """Start one instance to prove the module imports and the initializer runs, then stop it."""
@@ -92,10 +95,7 @@ class FunctionManager:
                 await asyncio.sleep(0.01)
         self._closed = True
         self._cancel_restart()
-        for fut in self._waiters:
-            if not fut.done():
-                fut.set_exception(Unavailable(f"function '{self.name}' is stopping"))
-        self._waiters.clear()
+        self._fail_waiters(Unavailable(f"function '{self.name}' is stopping"))
         await asyncio.gather(*(self._stop_runner(r, reason="stopped") for r in list(self._runners.values())))
         await self._tasks.aclose()
 
@@ -208,7 +208,7 @@ class FunctionManager:
                 fut.set_exception(error)
 
     def _maybe_scale(self) -> None:
-        if self.plan.mode is not Mode.ON_DEMAND or self._closed or self._failed:
+        if self.plan.mode is not Mode.ON_DEMAND or self._closed or self._failed or not self._started:
             return
         ready = [r for r in self._runners.values() if r.state is InstanceState.READY]
         free = sum(self.plan.max_concurrency - r.inflight for r in ready)
@@ -330,9 +330,9 @@ class FunctionManager:
         )
 
     def _cancel_restart(self) -> None:
-        if self._restart_handle is not None:
-            self._restart_handle.cancel()
-            self._restart_handle = None
+        handle, self._restart_handle = self._restart_handle, None
+        if handle is not None:
+            handle.cancel()
 
     async def _respawn(self) -> None:
         self._restart_handle = None
