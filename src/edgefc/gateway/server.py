@@ -20,6 +20,7 @@ from edgefc.config.gateway import GatewayConfig
 from edgefc.errors import EdgefcError
 from edgefc.gateway.core import Gateway
 from edgefc.gateway.deploy import Limits, bundles_from_disk
+from edgefc.gateway.http import IdleClosingProtocol
 
 log = logging.getLogger("edgefc.gateway")
 
@@ -67,7 +68,7 @@ async def _serve(gateway: Gateway, sock: socket.socket, deploy: Path | None) -> 
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     app = create_server_app(gateway)
     server = _Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http="httptools", loop="none",
+        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=IdleClosingProtocol, loop="none",
                        timeout_keep_alive=30, limit_concurrency=4096, proxy_headers=False)
     )  # fmt: skip
     loop = asyncio.get_running_loop()
