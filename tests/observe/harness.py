@@ -29,6 +29,17 @@ class State:
     def has_function(self, name: str) -> bool:
         return name in self.functions
 
+    # What the API reads of the gateway's composition root: ``invoker.has(name)`` and ``mqtt_stats()``.
+    @property
+    def invoker(self) -> State:
+        return self
+
+    def has(self, name: str) -> bool:
+        return name in self.functions
+
+    def mqtt_stats(self) -> dict[str, Any]:
+        return {}
+
 
 def make_app(state: State) -> FastAPI:
     app = FastAPI()

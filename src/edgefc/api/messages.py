@@ -39,8 +39,8 @@ class MessageIn(pydantic.BaseModel):
 
 
 def _gateway(request: Request) -> tuple[Router, DurableQueue]:
-    messaging = gateway_of(request).messaging
-    return messaging.router, messaging.queue
+    gateway = gateway_of(request)
+    return gateway.router, gateway.queue
 
 
 @router.post(

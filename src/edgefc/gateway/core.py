@@ -42,6 +42,8 @@ from edgefc.observe.metrics import Metrics
 from edgefc.observe.perf import PerfTracker
 from edgefc.observe.stats import StatsCollector
 from edgefc.package import BundleStore
+from edgefc.router.queue import DurableQueue
+from edgefc.router.router import Router
 from edgefc.supervisor.hub import WorkerHub
 from edgefc.supervisor.manager import FunctionManager
 from edgefc.supervisor.plan import FunctionPlan
@@ -201,6 +203,16 @@ class Gateway:
     def control(self) -> Control:
         """What a remote control plane (the cloud agent) may do with this gateway."""
         return Control(self)
+
+    @property
+    def router(self) -> Router:
+        """The message router (the messages API publishes and replays through it)."""
+        return self.messaging.router
+
+    @property
+    def queue(self) -> DurableQueue:
+        """The durable queue (the queues API reads its figures)."""
+        return self.messaging.queue
 
     def mqtt_stats(self) -> dict[str, Any]:
         """The ``mqtt`` part of /v1/stats."""

@@ -20,6 +20,7 @@ from edgefc.config.gateway import GatewayConfig
 from edgefc.errors import EdgefcError
 from edgefc.gateway.core import Gateway
 from edgefc.gateway.deploy import Limits, bundles_from_disk
+from edgefc.gateway.http import IdleClosingProtocol
 
 log = logging.getLogger("edgefc.gateway")
 
@@ -40,6 +41,7 @@ def _bind(listen: str) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, int(port)))
     sock.listen(2048)
+    sock.set_inheritable(False)  # no worker, broker or runc child may hold the API's listening socket
     return sock
 
 
@@ -52,8 +54,13 @@ async def serve(config: GatewayConfig, *, deploy: Path | None = None) -> int:
         log.error("cannot listen on %s: %s", config.listen, exc.strerror)
         return 3
     with contextlib.closing(sock):
-        async with Gateway.open(config) as gateway:
-            return await _serve(gateway, sock, deploy)
+        try:
+            async with Gateway.open(config) as gateway:
+                return await _serve(gateway, sock, deploy)
+        except EdgefcError as exc:  # a broken data dir (a truncated admin.token, say): say what, exit 2
+            log.error("cannot start the gateway: %s", exc.message)
+            print(f"edgefc gateway cannot start: {exc.message}", file=sys.stderr, flush=True)
+            return 2
 
 
 async def _serve(gateway: Gateway, sock: socket.socket, deploy: Path | None) -> int:
@@ -61,7 +68,7 @@ async def _serve(gateway: Gateway, sock: socket.socket, deploy: Path | None) -> 
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     app = create_server_app(gateway)
     server = _Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http="httptools", loop="none",
+        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=IdleClosingProtocol, loop="none",
                        timeout_keep_alive=30, limit_concurrency=4096, proxy_headers=False)
     )  # fmt: skip
     loop = asyncio.get_running_loop()
@@ -86,8 +93,10 @@ async def _serve(gateway: Gateway, sock: socket.socket, deploy: Path | None) -> 
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
         info.unlink(missing_ok=True)
-    if gateway.tasks.error is not None:
-        print(f"edgefc gateway stopping: {gateway.tasks.error}", file=sys.stderr, flush=True)
+    died = serving.exception() if serving.done() and not serving.cancelled() else None
+    error = gateway.tasks.error or died
+    if error is not None:
+        print(f"edgefc gateway stopping: {error!r}", file=sys.stderr, flush=True)
         return 1
     print("edgefc gateway stopped: every instance ended, nothing left running", file=sys.stderr, flush=True)
     return 0

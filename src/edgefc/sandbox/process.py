@@ -30,6 +30,19 @@ log = logging.getLogger("edgefc.sandbox")
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
 
 
+def _signal_worker(pid: int, signum: int) -> None:
+    """Signal a worker's whole process group; a worker so new that it has not made its group yet (it calls
+    setsid first thing after the fork) is signalled itself. It is the fork server's unreaped child, so the pid is
+    still its own."""
+    try:
+        os.killpg(pid, signum)
+    except ProcessLookupError:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+    except PermissionError:
+        pass
+
+
 class ProcessInstance(Instance):
     """One forked worker."""
 
@@ -83,15 +96,12 @@ class ProcessInstance(Instance):
         return ExitStatus(status, oom=oom)
 
     def kill(self) -> None:
-        if self._status is not None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._pid, signal.SIGKILL)
+        if self._status is None:
+            _signal_worker(self._pid, signal.SIGKILL)
 
     def _terminate(self) -> None:
         if self._status is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self._pid, signal.SIGTERM)
+            _signal_worker(self._pid, signal.SIGTERM)
 
     async def stop(self, grace: float = 2.0) -> ExitStatus:
         """SIGTERM, ``grace`` seconds, SIGKILL; returns after cleanup. A cancelled stop still kills."""
@@ -242,8 +252,7 @@ class ProcessSandbox(Sandbox):
 
     def _orphan(self, pid: int, cgroup: MemoryCgroup | None) -> None:
         """A worker whose start() was cancelled: kill it; its exit report releases its cgroup."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+        _signal_worker(pid, signal.SIGKILL)
         if pid in self._early_exits:
             del self._early_exits[pid]
             if cgroup is not None:
@@ -314,16 +323,17 @@ class ProcessSandbox(Sandbox):
         for inst in instances:
             inst.kill()
         for pid in self._orphans:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-        if self._writer is not None:
-            self._writer.close()
-        if self._server is not None:
-            try:
-                await asyncio.wait_for(self._server.wait(), 5)
-            except TimeoutError:
-                self._server.kill()
-                await self._server.wait()
+            _signal_worker(pid, signal.SIGKILL)
+        writer, server = self._writer, self._server
+        if server is not None:
+            # The fork server stops when its control socket closes (it ignores SIGTERM); SIGKILL after 5 s.
+            def kill() -> None:
+                with contextlib.suppress(ProcessLookupError):
+                    server.kill()
+
+            await stop_then_kill(writer.close if writer is not None else lambda: None, kill, server.wait(), 5.0)
+        elif writer is not None:
+            writer.close()
         if self._reader_task is not None:
             await asyncio.gather(self._reader_task, return_exceptions=True)
         for inst in instances:

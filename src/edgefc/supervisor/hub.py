@@ -47,9 +47,15 @@ class WorkerHub:
         return fut
 
     def forget(self, instance_id: str) -> None:
+        """The instance is gone: stop expecting it, and close its connection if it made one (idempotent)."""
         entry = self._expected.pop(instance_id, None)
-        if entry and not entry[1].done():
-            entry[1].cancel()
+        if entry is None:
+            return
+        fut = entry[1]
+        if not fut.done():
+            fut.cancel()
+        elif not fut.cancelled() and fut.exception() is None:
+            fut.result()[1].close()  # connected, but its instance was given up before it read a frame
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._unproven >= MAX_UNPROVEN:  # connections that have not said hello yet cost the gateway nothing more
@@ -68,7 +74,7 @@ class WorkerHub:
             log.warning("refused a worker connection that did not identify as an expected instance")
             writer.close()
             return
-        self._expected.pop(str(hello["instance"]), None)
+        # The entry stays until forget(): the hub owns the connection until the instance is done with it.
         if entry[1].done():
             writer.close()
             return

@@ -29,6 +29,33 @@ class InstanceState(enum.StrEnum):
     DEAD = "dead"
 
 
+class _Frames(asyncio.Protocol):
+    """The worker connection once it is authenticated: decodes frames as bytes arrive and hands them on."""
+
+    def __init__(self, on_frame: Callable[[dict[str, Any]], None], transport: asyncio.BaseTransport) -> None:
+        self._buf = bytearray()
+        self._on_frame = on_frame
+        self._transport = transport
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self._buf += data
+        try:
+            for frame in take_frames(self._buf):
+                self._on_frame(frame)
+        except (ProtocolError, ValueError, KeyError, TypeError) as exc:
+            # A worker that breaks the protocol loses its connection (and with it, its events).
+            log.warning("closing a worker connection that sent a bad frame: %r", exc)
+            self._transport.close()
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
 class Runner:
     """Drives one instance: start handshake, events in flight, deadlines, SDK calls, exit."""
 
@@ -58,19 +85,26 @@ class Runner:
         self._tasks = tasks
         self._calls: set[asyncio.Task[None]] = set()  # SDK calls being served: cancelled when the instance ends
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Whoever waited for readiness may have gone (a cancelled start): the failure is reported by the exit.
+        self.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
         self.ended: asyncio.Future[ExitStatus] = asyncio.get_running_loop().create_future()
 
     async def run(self, streams: Awaitable[tuple[asyncio.StreamReader, asyncio.StreamWriter]], init: dict[str, Any]) -> None:
         """Serve the instance until it ends; sets ``ready`` and ``ended``. Never raises."""
         waiter = asyncio.create_task(self.instance.wait(), name=f"wait-{self.id}")
-        reader_task: asyncio.Task[None] | None = None
+        frames: _Frames | None = None
         try:
             conn = asyncio.ensure_future(streams)
             done, _ = await asyncio.wait({conn, waiter}, return_when=asyncio.FIRST_COMPLETED)
             if conn in done and not conn.cancelled() and conn.exception() is None:
-                reader, self._writer = conn.result()
+                _, self._writer = conn.result()
+                # After the handshake frames go straight from the transport to _on_frame: no reader task, no
+                # StreamReader wake-up per reply (the worker sends nothing between its hello and our init).
+                frames = _Frames(self._on_frame, self._writer.transport)
+                self._writer.transport.set_protocol(frames)
                 self._writer.write(encode({"t": "init", **init}))
-                reader_task = asyncio.create_task(self._read(reader), name=f"read-{self.id}")
+            elif conn.done() and not conn.cancelled() and conn.exception() is None:
+                conn.result()[1].close()  # connected just as the process ended: nobody will read it
             else:
                 conn.cancel()
             await waiter
@@ -79,9 +113,9 @@ class Runner:
             await asyncio.shield(waiter)
             raise
         finally:
-            if reader_task is not None:
+            if frames is not None:  # the last frames (log lines) the worker wrote before it ended
                 with contextlib.suppress(BaseException):
-                    await asyncio.wait_for(reader_task, 1)
+                    await asyncio.wait_for(asyncio.shield(frames.closed), 1)
             self._finish(waiter.result() if waiter.done() and not waiter.cancelled() else ExitStatus(-9))
 
     def _finish(self, status: ExitStatus) -> None:
@@ -120,19 +154,6 @@ class Runner:
             return FunctionError("Unhandled", f"instance {self.id} was stopped")
         how = f"signal {-status.code}" if status.code < 0 else f"exit code {status.code}"
         return FunctionError("Unhandled", f"instance {self.id} ended unexpectedly ({how})")
-
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        buf = bytearray()
-        try:
-            while True:
-                chunk = await reader.read(262144)
-                if not chunk:
-                    return
-                buf += chunk
-                for frame in take_frames(buf):
-                    self._on_frame(frame)
-        except (EOFError, OSError, ValueError, ProtocolError):
-            pass  # the process is ending; run() reports how
 
     def _on_frame(self, frame: dict[str, Any]) -> None:
         t = frame["t"]

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from edgefc.errors import Busy, FunctionError, Unavailable
-from edgefc.sandbox.base import InstanceSpec, Sandbox
+from edgefc.observe.metrics import Outcome
+from edgefc.sandbox.base import Sandbox, stop_then_kill
+from edgefc.supervisor.exits import REQUESTED, exit_note, exit_reason
 from edgefc.supervisor.hub import Streams, WorkerHub
 from edgefc.supervisor.instance import InstanceState, Runner
 from edgefc.supervisor.plan import FunctionPlan, FunctionState, Mode
@@ -27,8 +29,7 @@ log = logging.getLogger("edgefc.supervisor")
 _RID_PREFIX = secrets.token_hex(8)
 _rid_counter = itertools.count(1)
 
-OUTCOMES = {"Handled": "error", "Timeout": "timeout", "OutOfMemory": "oom", "Unhandled": "unhandled"}
-REQUESTED = frozenset({"stopped", "idle", "restart", "probe"})  # exits the gateway asked for
+OUTCOMES = {"Handled": Outcome.ERROR, "Timeout": Outcome.TIMEOUT, "OutOfMemory": Outcome.OOM, "Unhandled": Outcome.UNHANDLED}
 
 __all__ = ["FunctionManager", "FunctionPlan", "FunctionState"]
 
@@ -51,6 +52,7 @@ class FunctionManager:
         self._fresh: set[str] = set()  # runners whose first event is a cold start
         self._waiters: deque[asyncio.Future[Runner]] = deque()
         self._starting = 0
+        self._started = False
         self._closed = False
         self._draining = False
         self._crash_loop = False
@@ -64,11 +66,13 @@ class FunctionManager:
     # ---- lifecycle -------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Continuous: start its instances and wait until they are ready. Raises FunctionError if one fails to start."""
+        """Start (continuous: its instances, ready; before this, events only wait). Raises FunctionError."""
+        self._started = True
         if self.plan.mode is Mode.CONTINUOUS:
             await asyncio.gather(*(self._spawn() for _ in range(self.plan.max_instances)))
         else:
             self._tasks.service(self._reap_idle, f"idle-{self.name}")
+            self._maybe_scale()
 
     async def probe(self) -> None:
         """Start one instance to prove the module imports and the initializer runs, then stop it."""
@@ -91,10 +95,7 @@ class FunctionManager:
                 await asyncio.sleep(0.01)
         self._closed = True
         self._cancel_restart()
-        for fut in self._waiters:
-            if not fut.done():
-                fut.set_exception(Unavailable(f"function '{self.name}' is stopping"))
-        self._waiters.clear()
+        self._fail_waiters(Unavailable(f"function '{self.name}' is stopping"))
         await asyncio.gather(*(self._stop_runner(r, reason="stopped") for r in list(self._runners.values())))
         await self._tasks.aclose()
 
@@ -116,32 +117,39 @@ class FunctionManager:
         trigger = trigger or {"type": "invoke"}
         rid = request_id or f"{_RID_PREFIX}{next(_rid_counter):016x}"
         started = time.monotonic()
-        try:
-            runner = await self._acquire()
-        except Busy:
-            self.events.invocation(self.name, trigger["type"], "busy", 0.0, False)
-            raise
+        runner = None if self._waiters or self._closed or self._draining else self._free_runner()
+        if runner is not None:  # the warm path: no queue, no extra coroutine
+            runner.inflight += 1
+        else:
+            try:
+                runner = await self._acquire()
+            except Busy:
+                self.events.invocation(self.name, trigger["type"], Outcome.BUSY, 0.0, False)
+                raise
         cold = runner.id in self._fresh
-        self._fresh.discard(runner.id)
-        outcome = "success"
+        if cold:
+            self._fresh.discard(runner.id)
+        outcome = Outcome.SUCCESS
         try:
             return await runner.invoke(rid, payload, trigger, self.plan.timeout_s)
         except FunctionError as exc:
-            outcome = OUTCOMES.get(exc.type, "error")
+            outcome = OUTCOMES.get(exc.type, Outcome.ERROR)
             raise
         finally:
             runner.inflight -= 1
             runner.last_used = time.monotonic()
-            self.counts["invocations"] += 1
-            if outcome != "success":
-                self.counts["errors"] += 1
-            if outcome == "timeout":
-                self.counts["timeouts"] += 1
-                t = self.plan.timeout_s
-                self._note("error", f"event {rid} ran past its timeout of {t:g} s and instance {runner.id} was "
-                           f"killed: raise timeout_s ({t:g}) or make the handler faster", runner.id, rid)  # fmt: skip
-            self.events.invocation(self.name, trigger["type"], outcome, time.monotonic() - started, cold)
-            self._dispatch()
+            counts = self.counts
+            counts["invocations"] += 1
+            if outcome is not Outcome.SUCCESS:
+                counts["errors"] += 1
+                if outcome is Outcome.TIMEOUT:
+                    counts["timeouts"] += 1
+                    t = self.plan.timeout_s
+                    self._note("error", f"event {rid} ran past its timeout of {t:g} s and instance {runner.id} was "
+                               f"killed: raise timeout_s ({t:g}) or make the handler faster", runner.id, rid)  # fmt: skip
+            self.events.invocation(self.name, trigger["type"], outcome, runner.last_used - started, cold)
+            if self._waiters:
+                self._dispatch()
 
     async def _acquire(self) -> Runner:
         if self._closed or self._draining:
@@ -200,7 +208,7 @@ class FunctionManager:
                 fut.set_exception(error)
 
     def _maybe_scale(self) -> None:
-        if self.plan.mode is not Mode.ON_DEMAND or self._closed or self._failed:
+        if self.plan.mode is not Mode.ON_DEMAND or self._closed or self._failed or not self._started:
             return
         ready = [r for r in self._runners.values() if r.state is InstanceState.READY]
         free = sum(self.plan.max_concurrency - r.inflight for r in ready)
@@ -234,13 +242,7 @@ class FunctionManager:
         streams = self.hub.expect(iid, key)
         plan = self.plan
         try:
-            inst = await self.sandbox.start(
-                InstanceSpec(
-                    instance_id=iid, function=plan.name, code_dir=plan.code_dir,
-                    env={**plan.env, "FUNCTION_NAME": plan.name}, memory_mb=plan.memory_mb,
-                    socket_path=self.socket_path, key=key, container=plan.container, runtime=plan.runtime,
-                )
-            )  # fmt: skip
+            inst = await self.sandbox.start(plan.instance_spec(iid, key, self.socket_path))
         except BaseException:
             self._starting -= 1
             self.hub.forget(iid)
@@ -253,18 +255,17 @@ class FunctionManager:
             raise Unavailable(f"function '{self.name}' is stopping")
         runner = Runner(inst, on_log=lambda i, f: self.events.log(self.name, i, f), on_call=self._call, tasks=self._tasks)
         self._runners[iid] = runner
-        init = {
-            "function": {"name": plan.name, "handler": plan.handler, "memory": plan.memory_mb, "timeout": plan.timeout_s,
-                         "version": plan.version, "initializer": plan.initializer},
-            "config": plan.config, "max_concurrency": plan.max_concurrency,
-        }  # fmt: skip
+        init = plan.init_frame()
         self._tasks.spawn(self._serve(runner, streams, init), f"instance-{iid}")
         try:
             await asyncio.wait_for(asyncio.shield(runner.ready), max(15.0, plan.timeout_s))
         except BaseException as exc:
-            runner.kill()
+            # A worker that reported init_error exits by itself (its exit code tells): give it a moment first.
+            grace = 2.0 if isinstance(exc, FunctionError) else 0.0
+            if isinstance(exc, asyncio.CancelledError):
+                runner.exit_reason = "stopped"  # asked for: no keep-alive restart of a start that was called off
             with contextlib.suppress(BaseException):  # shielded: a cancelled start still waits for the kill
-                await asyncio.shield(runner.ended)
+                await stop_then_kill(lambda: None, runner.kill, runner.ended, grace)
             if isinstance(exc, TimeoutError):
                 raise FunctionError("InitError", "the instance did not become ready in time") from None
             raise
@@ -285,37 +286,20 @@ class FunctionManager:
         self._fresh.discard(runner.id)
         self._on_exit(runner)
 
-    def _exit_reason(self, runner: Runner) -> str:
-        status = runner.exit
-        assert status is not None
-        if status.oom:
-            return "oom"
-        if runner.exit_reason in ("timeout", *REQUESTED):
-            return runner.exit_reason  # type: ignore[return-value]
-        if runner.ready.done() and runner.ready.exception() is not None and runner.state is not InstanceState.READY:
-            return "init_error" if status.code >= 0 else "crash"
-        return "crash" if status.code < 0 else "exited"
-
     def _on_exit(self, runner: Runner) -> None:
         status = runner.exit
         assert status is not None
         self.events.instance_event(self.name, runner.id, "exit")
-        reason = self._exit_reason(runner)
+        reason = exit_reason(runner, status)
         if reason != "probe":  # the deploy-time start test of an on_demand function is no exit worth showing
             self.last_exit = {"reason": reason, "code": status.code, "at": time.time(), "instance": runner.id}
         if reason not in REQUESTED:
             self.restarts += 1
             self.events.restart(self.name, reason)
             log.warning("instance %s of %s ended: %s (code %s)", runner.id, self.name, reason, status.code)
-            how = f"signal {-status.code}" if status.code < 0 else f"exit code {status.code}"
-            if reason == "oom":
-                m = self.plan.memory_mb
-                self._note("error", f"instance {runner.id} was killed at its memory limit of {m} MiB: raise memory_mb ({m})", runner.id)
-            elif reason == "init_error":
-                self._note("error", f"instance {runner.id} failed to start ({how}): its module could not be imported "
-                           "or its initializer raised; see the lines above", runner.id)  # fmt: skip
-            elif reason != "timeout":  # a timeout was noted with its event
-                self._note("error", f"instance {runner.id} ended unexpectedly ({how}); see the lines above", runner.id)
+            note = exit_note(reason, runner.id, status, self.plan.memory_mb)
+            if note:
+                self._note("error", note, runner.id)
         if self.plan.mode is Mode.CONTINUOUS and reason not in REQUESTED and not self._closed and not self._draining:
             self._schedule_restart(time.monotonic() - runner.started_mono)
         elif self._waiters:
@@ -346,9 +330,9 @@ class FunctionManager:
         )
 
     def _cancel_restart(self) -> None:
-        if self._restart_handle is not None:
-            self._restart_handle.cancel()
-            self._restart_handle = None
+        handle, self._restart_handle = self._restart_handle, None
+        if handle is not None:
+            handle.cancel()
 
     async def _respawn(self) -> None:
         self._restart_handle = None
@@ -407,16 +391,9 @@ class FunctionManager:
         return next((r for r in self._runners.values() if r.state is InstanceState.READY), None)
 
     def status(self) -> dict[str, Any]:
+        plan = self.plan
         return {
-            "name": self.name,
-            "mode": self.plan.mode.value,
-            "state": self.state.value,
-            "isolation": self.plan.isolation,
-            "version": self.plan.version,
-            "code_sha256": self.plan.code_sha,
-            "instances": [r.status() for r in self._runners.values()],
-            "queued": len(self._waiters),
-            "restarts": self.restarts,
-            "last_exit": self.last_exit,
-            **self.counts,
-        }
+            "name": self.name, "mode": plan.mode.value, "state": self.state.value, "isolation": plan.isolation,
+            "version": plan.version, "code_sha256": plan.code_sha, "instances": [r.status() for r in self._runners.values()],
+            "queued": len(self._waiters), "restarts": self.restarts, "last_exit": self.last_exit, **self.counts,
+        }  # fmt: skip
