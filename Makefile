@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEB_PACKAGES := runc containernetworking-plugins iptables mosquitto mosquitto-clients
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench lint typecheck clean system-packages
+.PHONY: install run test bench chaos lint typecheck clean system-packages
 
 install: system-packages $(STAMP)
 
@@ -45,6 +45,11 @@ test: install lint
 
 bench: install
 	$(BIN)/python -m bench
+
+# QoS 1 under random kills of the gateway, its Mosquitto, workers and the cloud broker, for longer than the
+# bounded run in `make test` (EDGEFC_CHAOS_SECONDS, default 300; EDGEFC_CHAOS_SEED to replay one run).
+chaos: install
+	EDGEFC_CHAOS_SECONDS=$${EDGEFC_CHAOS_SECONDS:-300} $(BIN)/pytest -q -s -p no:cacheprovider tests/e2e/test_chaos.py
 
 clean:
 	rm -rf $(VENV) .edgefc .pytest_cache .mypy_cache .ruff_cache

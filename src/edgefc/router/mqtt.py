@@ -32,7 +32,7 @@ from paho.mqtt.properties import Properties
 
 from edgefc.errors import Unavailable
 from edgefc.router.backoff import Backoff
-from edgefc.router.message import Message, SourceType
+from edgefc.router.message import Message, SourceType, redelivery_stable_id
 from edgefc.router.topics import TopicFilter
 
 log = logging.getLogger("edgefc.mqtt")
@@ -206,13 +206,18 @@ class MqttLink:
             for topic_filter, sub_id in added.items():
                 self._subscribe(topic_filter, sub_id)
 
-    async def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
-        """Publish; for QoS 1 return only after the broker's PUBACK.
+    async def publish(self, topic: str, payload: bytes, qos: int = 0, message_id: str | None = None) -> None:
+        """Publish; for QoS 1 return only after the broker's PUBACK. ``message_id`` travels as the MQTT v5 user
+        property ``edgefc-message-id``, so a subscriber can drop the duplicates of at-least-once delivery.
 
         Raises Unavailable when not connected, when the connection drops before the PUBACK, when the broker
         refuses the message or no PUBACK arrives within ``publish_timeout``.
         """
-        info = self._publish(topic, payload, qos)
+        properties = None
+        if message_id is not None:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.UserProperty = ("edgefc-message-id", message_id)
+        info = self._publish(topic, payload, qos, properties)
         if qos == 0:
             return
         assert self._loop is not None
@@ -234,11 +239,12 @@ class MqttLink:
         """
         self._publish(topic, payload, 0)
 
-    def _publish(self, topic: str, payload: bytes, qos: int) -> paho.MQTTMessageInfo:
+    def _publish(self, topic: str, payload: bytes, qos: int, properties: Properties | None = None
+                 ) -> paho.MQTTMessageInfo:  # fmt: skip
         if not self.connected:
             raise Unavailable(f"MQTT broker {self.url} is not connected")
         try:
-            info = self._client.publish(topic, payload, qos)
+            info = self._client.publish(topic, payload, qos, properties=properties)
         except (OSError, ValueError) as exc:  # the connection went away under us
             raise Unavailable(f"MQTT publish to {self.url} failed: {exc}") from exc
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -418,7 +424,12 @@ class MqttLink:
         for key, value in getattr(msg.properties, "UserProperty", None) or []:
             if key == "client_id":
                 source_id = value
-        message = Message(msg.topic, bytes(msg.payload), self.source_type, source_id, min(qos, 1))
+        payload = bytes(msg.payload)
+        if qos:
+            msg_id = redelivery_stable_id(self.client_id, msg.mid, msg.topic, payload)
+            message = Message(msg.topic, payload, self.source_type, source_id, 1, msg_id)
+        else:
+            message = Message(msg.topic, payload, self.source_type, source_id, 0)
         nowait = self._on_message_nowait
         # Without a message still in flight ahead of this one, handling it right here keeps the order.
         if nowait is not None and not self._in_flight:

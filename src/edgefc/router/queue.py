@@ -15,6 +15,7 @@ pass ``max_bytes`` raises :class:`~edgefc.errors.QueueFull` (HTTP 503) and nothi
 from __future__ import annotations
 
 import asyncio
+import base64
 import enum
 import sqlite3
 import threading
@@ -84,11 +85,20 @@ class DeadLetter:
             "message_id": self.message.id,
             "source": {"type": str(self.message.source_type), "id": self.message.source_id},
             "size": len(self.message.payload),
+            **_payload_fields(self.message.payload),
             "attempts": self.attempts,
             "error": self.error,
             "failed_at": self.failed_at,
             "created_at": self.message.created_at,
         }
+
+
+def _payload_fields(payload: bytes) -> dict[str, str]:
+    """``payload`` as text, or base64 with ``payloadEncoding`` (as the message event spells it)."""
+    try:
+        return {"payload": payload.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"payload": base64.b64encode(payload).decode("ascii"), "payloadEncoding": "base64"}
 
 
 def _size(message: Message) -> int:

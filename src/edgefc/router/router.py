@@ -200,7 +200,9 @@ class Router:
         if target.kind is TargetKind.FUNCTION:
             await self.deliver_function(target.name, message)
         else:
-            await self._link(target).publish(self._topic(target, message), message.payload, qos)
+            await self._link(target).publish(
+                self._topic(target, message), message.payload, qos, message.id if qos else None
+            )
 
     def send_burst(self, target: Target, memory: collections.deque[tuple[Message, str]], counts: dict[str, int]
                    ) -> bool:  # fmt: skip
