@@ -60,6 +60,8 @@ class Message:
     qos: int = 0
     id: str = field(default_factory=new_message_id)
     created_at: float = field(default_factory=time.time)  # Unix seconds
+    # A broker's second copy (MQTT DUP flag): the router drops it when it already committed the first.
+    redelivered: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         """Normalise the source type; raises ValueError for an unknown one or a QoS other than 0/1."""

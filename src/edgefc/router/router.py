@@ -118,6 +118,8 @@ class Router:
         """
         if not self._running:
             raise Unavailable("the router is not running")
+        if message.redelivered and self.queue.seen_inbound(message.id):
+            return  # the broker's second copy of a message whose deliveries are committed already
         deliveries = self._deliveries(message)
         # QoS 0 first and without an await, so a later message cannot overtake an earlier one on its way in.
         self._offer_qos0(message, deliveries)
