@@ -62,10 +62,19 @@ ROUTES = [
 
 
 def free_port() -> int:
-    """A loopback port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A free loopback port *below* the kernel's ephemeral range: the brokers here are restarted on their port
+    after a kill, and a port from the ephemeral range can be taken meanwhile by any test binding port 0."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(100):
+        port = rng.randrange(max(1024, low - 12000), low)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 def _listening(port: int) -> bool:
@@ -106,7 +115,9 @@ class CloudBroker:
         deadline = time.monotonic() + 10
         while not _listening(self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the cloud mosquitto did not start: {self.proc.poll()}")
+                log = self.state_dir / "mosquitto.log"
+                tail = log.read_text()[-600:] if log.exists() else ""
+                raise RuntimeError(f"the cloud mosquitto did not start ({self.proc.poll()}): {tail}")
             time.sleep(0.02)
 
     def kill(self) -> None:
