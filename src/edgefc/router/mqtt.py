@@ -33,6 +33,7 @@ from edgefc.router.topics import TopicFilter
 
 log = logging.getLogger("edgefc.mqtt")
 _SESSION_EXPIRY_S = 86400
+_RESEND_GRACE_S = 2.0  # how long QoS 1 publishes wait for paho's resend after the connection dropped
 
 
 class LinkState(enum.Enum):
@@ -277,7 +278,12 @@ class MqttLink:
         self._lost_event.set()
         self._connected_event.clear()
         self._mark_subscribed()
-        self._fail_pending(f"connection to {self.url} lost")
+        # paho sends the unacknowledged QoS 1 publishes again after a reconnect, and their PUBACKs settle the
+        # waiting publishes: failing them at once would make the router publish them a second time. Only a
+        # link still down after a grace period fails them (the router then waits for it with backoff).
+        if self._loop is not None and self._acks:
+            generation = self._generation
+            self._loop.call_later(_RESEND_GRACE_S, self._fail_if_still_down, generation)
 
     def _handle_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         future = self._acks.get(mid)
@@ -374,6 +380,10 @@ class MqttLink:
             self._subscribed_event.set()
         else:
             self._subscribed_event.clear()
+
+    def _fail_if_still_down(self, generation: int) -> None:
+        if self._generation == generation or self.state is LinkState.CLOSED:
+            self._fail_pending(f"connection to {self.url} lost")
 
     def _fail_pending(self, why: str) -> None:
         for future in self._acks.values():
