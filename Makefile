@@ -19,7 +19,7 @@ MQTT_LISTEN ?=
 DATA_DIR ?= ./.edgefc
 DIST_DIR ?= dist
 
-.PHONY: install run test bench lint typecheck clean system-packages dist
+.PHONY: install run test bench chaos lint typecheck clean system-packages dist
 
 install: system-packages $(STAMP) $(NODE_STAMP)
 
@@ -71,6 +71,11 @@ test: install lint
 
 bench: install
 	$(BIN)/python -m bench
+
+# QoS 1 under random kills of the gateway, its Mosquitto, workers and the cloud broker, for longer than the
+# bounded run in `make test` (EDGEFC_CHAOS_SECONDS, default 300; EDGEFC_CHAOS_SEED to replay one run).
+chaos: install
+	EDGEFC_CHAOS_SECONDS=$${EDGEFC_CHAOS_SECONDS:-300} $(BIN)/pytest -q -s -p no:cacheprovider tests/e2e/test_chaos.py
 
 clean:
 	rm -rf $(VENV) .edgefc dist build .pytest_cache .mypy_cache .ruff_cache

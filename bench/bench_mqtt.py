@@ -40,7 +40,7 @@ def _client(url: str, name: str) -> paho.Client:
 
 def republish_roundtrip(
     url: str, in_topic: str, out_topic: str, n: int, *, latency_samples: int = 1000, timeout: float = 60.0,
-    window: int = WINDOW,
+    window: int = WINDOW, qos: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """Publish ``n`` QoS 0 messages on ``in_topic`` as fast as the path takes them and count what arrives on
     ``out_topic``; then ``latency_samples`` one-at-a-time round trips.
@@ -70,7 +70,7 @@ def republish_roundtrip(
     sub = _client(url, "sub")
     sub.on_message = on_message
     sub.on_subscribe = lambda *args: subscribed.set()
-    sub.subscribe(out_topic, qos=0)
+    sub.subscribe(out_topic, qos=qos)
     pub = _client(url, "pub")
     try:
         if not subscribed.wait(10):
@@ -83,7 +83,7 @@ def republish_roundtrip(
                 while sent - state["count"] - given_up >= window:
                     if not room.wait(0.25):
                         given_up += 1
-            pub.publish(in_topic, payload, 0)
+            pub.publish(in_topic, payload, qos)
         # Done when everything arrived or nothing more arrived for a second (QoS 0 may drop).
         deadline = time.perf_counter() + timeout
         while not arrived.wait(0.2):
@@ -103,7 +103,7 @@ def republish_roundtrip(
                 state["target"] = state["count"] + 1
             arrived.clear()
             t0 = time.perf_counter()
-            pub.publish(in_topic, payload, 0)
+            pub.publish(in_topic, payload, qos)
             if not arrived.wait(5):
                 continue
             latencies.append((time.perf_counter() - t0) * 1000)
@@ -174,34 +174,47 @@ def run() -> dict[str, dict[str, Any]]:
 
 RELAY = """
 import json
+import os
 import edgefc.sdk as fc
+
+QOS = int(os.environ.get("QOS", "0"))
 
 def handler(event, context):
     message = json.loads(event)
-    fc.publish("bench/out", message["payload"])
+    fc.publish("bench/out", message["payload"], qos=QOS)
 """
 
 
-def _through_gateway(baseline: dict[str, Any], n: int = 20_000) -> dict[str, dict[str, Any]]:
-    """A device publishes, the gateway routes to ``relay``, which publishes; a subscriber receives (QoS 0)."""
+def relay_through_gateway(n: int, *, qos: int = 0, persistence: str | None = None,
+                          latency_samples: int = 500) -> dict[str, Any]:  # fmt: skip
+    """A device publishes ``n`` messages, the gateway routes them to ``relay``, which publishes each back; a
+    subscriber receives them. ``qos`` on every hop; ``persistence`` is the managed Mosquitto's setting."""
     from bench.gateway import BenchGateway, function
 
     port = _free_port()
     env = {"EDGEFC_MQTT__BROKER": "managed", "EDGEFC_MQTT__LISTEN": f"127.0.0.1:{port}"}
+    if persistence:
+        env["EDGEFC_MQTT__PERSISTENCE"] = persistence
     routes = [
-        {"name": "in", "source": "mqtt", "topic": "bench/in", "target": "function:relay", "qos": 0},
-        {"name": "out", "source": "function:relay", "topic": "bench/out", "target": "mqtt:bench/out", "qos": 0},
+        {"name": "in", "source": "mqtt", "topic": "bench/in", "target": "function:relay", "qos": qos},
+        {"name": "out", "source": "function:relay", "topic": "bench/out", "target": "mqtt:bench/out", "qos": qos},
     ]
     with BenchGateway(env=env) as gateway:
         # A relay is I/O bound (it waits for its fc.publish to be taken): 32 events in flight keep the path
         # busy, as max_concurrency is meant for.
-        gateway.deploy([function("relay", mode="continuous", max_concurrency=32, max_queue=1000)], {"relay": RELAY},
-                       routes=routes)  # fmt: skip
+        relay = function("relay", mode="continuous", max_concurrency=32, max_queue=1000, env={"QOS": str(qos)})
+        gateway.deploy([relay], {"relay": RELAY}, routes=routes)
         url = f"mqtt://127.0.0.1:{port}"
-        republish_roundtrip(url, "bench/in", "bench/out", 200, latency_samples=10)  # warm up
-        result = republish_roundtrip(url, "bench/in", "bench/out", n, latency_samples=500)
+        republish_roundtrip(url, "bench/in", "bench/out", 200, latency_samples=10, qos=qos)  # warm up
+        return republish_roundtrip(url, "bench/in", "bench/out", n, latency_samples=latency_samples, qos=qos)
+
+
+def _through_gateway(baseline: dict[str, Any], n: int = 20_000) -> dict[str, dict[str, Any]]:
+    """A device publishes, the gateway routes to ``relay``, which publishes; a subscriber receives (QoS 0)."""
+    result = relay_through_gateway(n)
     detail = {
         "messages": result["sent"], "received": result["received"], "qos": 0, "p99_ms": result["p99_ms"],
+        "delivered_fraction": result["delivered_fraction"], "window": WINDOW, "persistence": "every_change",
         "path": "device → Mosquitto → gateway router → relay function (fc.publish) → router → Mosquitto → subscriber",
         "baseline_per_s": baseline["per_s"], "baseline_p50_ms": baseline["p50_ms"],
         "ratio": round(result["per_s"] / baseline["per_s"], 3) if baseline["per_s"] else None,

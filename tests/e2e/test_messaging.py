@@ -5,6 +5,7 @@ timers, and bad routing input."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -138,6 +139,7 @@ def test_device_to_function_to_mqtt_and_cloud(rig: Rig) -> None:
         assert upstream.wait_count(1) == [json.dumps({"alert": "hot", "temp": 42.5}).encode()]
         assert upstream.received()[0][0] == "edge/gw1/alerts/temp"
         (line,) = seen.wait(1)
+        assert re.fullmatch(r"[0-9a-f]{32}", line["event"].pop("messageId"))
         assert line["event"] == {
             "topic": topic,
             "payload": reading,
@@ -277,6 +279,7 @@ def test_messages_api_and_cli_publish_reach_a_routed_function(rig: Rig) -> None:
     assert unrouted.status_code == 202
     lines = seen.wait(3)
     events = {json.loads(line["event"])["topic"]: json.loads(line["event"]) for line in lines}
+    assert len({e.pop("messageId") for e in events.values()}) == len(events)  # one id per message
     assert events["cmd/light"] == {
         "topic": "cmd/light",
         "payload": "on",

@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import socket
 import sys
 import textwrap
 from pathlib import Path
 
 import psutil
+import pytest
 
-from edgefc.router.broker import BrokerState, ManagedBroker
+from edgefc.router.broker import BrokerState, ManagedBroker, PortTaken
 from tests.conftest import need_binary
+from tests.e2e.gateway_harness import GatewayProcess
 from tests.router.helpers import free_port, wait_for
 from tests.router.rig import device, listener
 
@@ -73,10 +76,6 @@ async def test_broker_dies_with_a_sigkilled_gateway(tmp_path: Path) -> None:
 
 async def test_a_taken_port_is_refused_naming_the_setting(tmp_path: Path) -> None:
     need_binary("mosquitto")
-    import socket
-
-    from edgefc.router.broker import PortTaken
-
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
@@ -92,3 +91,17 @@ async def test_a_taken_port_is_refused_naming_the_setting(tmp_path: Path) -> Non
             raise AssertionError("a broker started on a port someone else listens on")
         assert managed.pid is None and not (tmp_path / "mosquitto.pid").exists()
 
+
+
+def test_a_gateway_whose_mqtt_port_is_taken_exits_naming_mqtt_listen(tmp_path: Path) -> None:
+    need_binary("mosquitto")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        gw = GatewayProcess(tmp_path / "data", config={"mqtt": {"broker": "managed", "listen": f"127.0.0.1:{port}"}})
+        with pytest.raises(RuntimeError, match="gateway exited"):
+            gw.start()
+        log = gw.log_path.read_text()
+        assert f"mqtt.listen 127.0.0.1:{port} is already in use" in log, log[-2000:]
+        assert "set mqtt.listen (EDGEFC_MQTT__LISTEN) to a free host:port" in log

@@ -116,3 +116,25 @@ async def test_concurrent_async_puts_share_commits_and_keep_call_order(tmp_path:
     with pytest.raises(QueueFull):
         await queue.aput("function:a", Message("t", b"x" * 10_000_001, SourceType.API))
     queue.close()
+
+
+def test_a_brokers_second_copy_of_a_committed_message_is_recognised_across_a_reopen(tmp_path: Path) -> None:
+    queue = DurableQueue(tmp_path / "q.db", max_bytes=10_000_000, max_retries=3)
+    first = Message("dev/t", b"1", SourceType.MQTT, "", 1, "a" * 32)
+    api = Message("dev/t", b"1", SourceType.API, "api", 1, "b" * 32)
+    queue.put_many([("function:f", first), ("cloud", first)])
+    queue.put("cloud", api)
+    assert queue.seen_inbound(first.id) and not queue.seen_inbound(api.id)  # only what came from a broker
+    queue.close()
+    reopened = DurableQueue(tmp_path / "q.db", max_bytes=10_000_000, max_retries=3)
+    assert reopened.seen_inbound(first.id)  # remembered across a restart, as the broker's session is
+    reopened.close()
+
+
+def test_an_inbound_id_is_not_remembered_when_its_transaction_fails(tmp_path: Path) -> None:
+    queue = DurableQueue(tmp_path / "q.db", max_bytes=300, max_retries=3)
+    big = Message("dev/t", b"x" * 400, SourceType.MQTT, "", 1, "c" * 32)
+    with pytest.raises(QueueFull):
+        queue.put("function:f", big)
+    assert not queue.seen_inbound(big.id)  # else its redelivery would be dropped: a loss
+    queue.close()

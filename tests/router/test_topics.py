@@ -154,8 +154,10 @@ def test_route_table_accepts_the_manifest_route_model() -> None:
 
 
 def test_message_event_is_the_contract_shape() -> None:
-    text = json.loads(Message("t/1", "héllo".encode(), SourceType.DEVICE, "/pk/dn").to_event())
-    assert text == {"topic": "t/1", "payload": "héllo", "source": {"type": "device", "id": "/pk/dn"}}
+    message = Message("t/1", "héllo".encode(), SourceType.DEVICE, "/pk/dn")
+    text = json.loads(message.to_event())
+    assert text == {"topic": "t/1", "payload": "héllo", "source": {"type": "device", "id": "/pk/dn"},
+                    "messageId": message.id}  # fmt: skip
     raw = bytes([0xFF, 0x00, 0x80])
     binary = json.loads(Message("t/2", raw, SourceType.MQTT).to_event())
     assert binary["payloadEncoding"] == "base64" and base64.b64decode(binary["payload"]) == raw

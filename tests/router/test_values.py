@@ -97,3 +97,13 @@ async def test_a_crashing_lane_is_restarted_and_its_target_keeps_receiving(tmp_p
     finally:
         await router.close()
         await asyncio.to_thread(queue.close)
+
+
+def test_copies_a_broker_sends_again_share_one_id() -> None:
+    from edgefc.router.message import redelivery_stable_id
+
+    first = redelivery_stable_id("edgefc-gw1", 7, "dev/d1/temp", b"21.5")
+    assert first == redelivery_stable_id("edgefc-gw1", 7, "dev/d1/temp", b"21.5")  # the redelivery
+    assert len({first, redelivery_stable_id("edgefc-gw1", 8, "dev/d1/temp", b"21.5"),
+                redelivery_stable_id("edgefc-gw1", 7, "dev/d1/temp", b"21.6"),
+                redelivery_stable_id("edgefc-cloud", 7, "dev/d1/temp", b"21.5")}) == 4  # fmt: skip

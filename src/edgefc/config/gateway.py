@@ -28,6 +28,7 @@ from edgefc.config.fields import Loc, describe
 from edgefc.config.problems import format_loc, translate
 from edgefc.config.yamltext import load_yaml
 from edgefc.errors import ValidationError
+from edgefc.router.broker import BrokerPersistence
 
 ENV_PREFIX = "EDGEFC_"
 ENV_DELIMITER = "__"
@@ -118,6 +119,7 @@ class MqttConfig(BaseModel):
 
     broker: Annotated[str, BeforeValidator(_normalise_broker)] = "managed"
     listen: Listen = "127.0.0.1:1883"
+    persistence: BrokerPersistence = BrokerPersistence.EVERY_CHANGE  # the managed Mosquitto's; docs/routing.md
 
     @field_validator("listen")
     @classmethod

@@ -61,7 +61,7 @@ class Messaging:
         url: str | None = None
         if mqtt.mode is BrokerMode.MANAGED:
             if ManagedBroker.available():
-                self.broker = ManagedBroker(mqtt.listen, self.data_dir / "mosquitto")
+                self.broker = ManagedBroker(mqtt.listen, self.data_dir / "mosquitto", persistence=mqtt.persistence)
                 await self.broker.start()
                 url = self.broker.url
             else:

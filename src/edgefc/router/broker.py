@@ -12,9 +12,10 @@ Before starting, the port of ``mqtt.listen`` is checked: taken by someone else, 
 with a message naming the setting, rather than talking to a stranger's broker. After starting, the listener is
 confirmed to be our Mosquitto's own socket. Restarts after a crash back off (capped, jittered).
 
-Persistence: with ``durable=True`` (the default) Mosquitto saves its state after every change
-(``autosave_on_changes``), so a broker killed with SIGKILL loses no message it acknowledged; without it, the
-state is saved every ``autosave_interval`` seconds and on a clean stop. docs/routing.md has the figures.
+Persistence (``mqtt.persistence``): ``every_change`` (the default) has Mosquitto save its state after every
+change (``autosave_on_changes``), so a broker killed with SIGKILL loses at most the messages it acknowledged in
+the instant before its save; ``interval`` saves every 10 s, ``memory`` only on a clean stop. Either way a
+SIGKILLed *gateway* loses nothing: its broker gets SIGTERM and saves. docs/routing.md has the figures.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ MOSQUITTO = "/usr/sbin/mosquitto"
 SETPRIV = "/usr/bin/setpriv"
 
 
+class BrokerPersistence(enum.StrEnum):
+    """When the managed Mosquitto saves its state (``mqtt.persistence``); what a kill -9 of it can lose."""
+
+    EVERY_CHANGE = "every_change"  # after every change: at most the last network read's messages
+    INTERVAL = "interval"  # every 10 s and on a clean stop: up to 10 s of acknowledged messages
+    MEMORY = "memory"  # only on a clean stop: everything it held
+
+
 class BrokerState(enum.Enum):
     """Where the managed broker is in its life."""
 
@@ -47,6 +56,14 @@ class BrokerState(enum.Enum):
     STARTING = "starting"
     RUNNING = "running"
     BACKOFF = "backoff"
+
+
+# Mosquitto settings per persistence choice. "interval 0" would mean "never" for the timed autosave.
+_AUTOSAVE = {
+    BrokerPersistence.EVERY_CHANGE: ["autosave_on_changes true", "autosave_interval 1"],
+    BrokerPersistence.INTERVAL: ["autosave_interval 10"],
+    BrokerPersistence.MEMORY: ["autosave_interval 0"],
+}
 
 
 def _binary() -> str | None:
@@ -110,7 +127,7 @@ class ManagedBroker:
 
     def __init__(
         self, listen: str, state_dir: Path, *, ready_timeout: float = 10.0, backoff_max: float = 30.0,
-        durable: bool = True,
+        persistence: BrokerPersistence = BrokerPersistence.EVERY_CHANGE,
     ) -> None:  # fmt: skip
         host, sep, port = listen.rpartition(":")
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -119,7 +136,7 @@ class ManagedBroker:
         self.state_dir = Path(state_dir)
         self.state = BrokerState.STOPPED
         self.restarts = 0
-        self.durable = durable
+        self.persistence = BrokerPersistence(persistence)
         self._ready_timeout = ready_timeout
         self._backoff = Backoff(0.1, backoff_max)
         self._process: asyncio.subprocess.Process | None = None
@@ -152,8 +169,7 @@ class ManagedBroker:
             "persistence true",
             f"persistence_location {self.state_dir}/",
             f"pid_file {self.state_dir / 'mosquitto.pid'}",
-            # Durable: save after every change, so kill -9 loses nothing acknowledged (see the module docstring).
-            *(["autosave_on_changes true", "autosave_interval 1"] if self.durable else ["autosave_interval 10"]),
+            *_AUTOSAVE[self.persistence],
             f"log_dest file {self.state_dir / 'mosquitto.log'}",
             "log_type error",
             "log_type warning",

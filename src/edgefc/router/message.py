@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import hashlib
 import json
 import random
 import time
@@ -34,6 +35,20 @@ def new_message_id() -> str:
     return f"{(random.getrandbits(128) & _UUID4_CLEAR) | _UUID4_SET:032x}"
 
 
+def redelivery_stable_id(link: str, mid: int, topic: str, payload: bytes) -> str:
+    """The id of a QoS 1 message that came from a broker: the same for every copy the broker sends of it.
+
+    A broker sends an unacknowledged QoS 1 message again, with the same packet id, after a reconnect (after a
+    SIGKILLed gateway's restart, say); hashing the link, packet id, topic and payload gives both copies one id,
+    so a function can drop the second. Two *different* messages get the same id only when they share topic,
+    payload and packet id (which repeats after 65 535 messages of one session): a dedupe window shorter than
+    that never mistakes one for the other.
+    """
+    digest = hashlib.blake2b(f"{link}\0{mid}\0{topic}\0".encode(), digest_size=16)
+    digest.update(payload)
+    return digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class Message:
     """One message on its way through the router; immutable so every target sees the same thing."""
@@ -45,6 +60,8 @@ class Message:
     qos: int = 0
     id: str = field(default_factory=new_message_id)
     created_at: float = field(default_factory=time.time)  # Unix seconds
+    # A broker's second copy (MQTT DUP flag): the router drops it when it already committed the first.
+    redelivered: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         """Normalise the source type; raises ValueError for an unknown one or a QoS other than 0/1."""
@@ -62,7 +79,9 @@ class Message:
         return str(self.source_type)
 
     def to_event(self) -> bytes:
-        """The CONTRACT §1 message event as JSON bytes (non-UTF-8 payloads base64-encoded)."""
+        """The CONTRACT §1 message event as JSON bytes (non-UTF-8 payloads base64-encoded), plus ``messageId``:
+        the same for every delivery of one message (retries, redeliveries after a restart), for dropping
+        duplicates of at-least-once delivery."""
         event: dict[str, object] = {"topic": self.topic}
         try:
             event["payload"] = self.payload.decode("utf-8")
@@ -73,4 +92,5 @@ class Message:
         if self.source_type in (SourceType.API, SourceType.CLOUD) and not source_id:
             source_id = str(self.source_type)
         event["source"] = {"type": str(self.source_type), "id": source_id}
+        event["messageId"] = self.id
         return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

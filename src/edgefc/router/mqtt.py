@@ -1,16 +1,12 @@
 """An MQTT v5 connection (paho-mqtt 2) for the router: the local broker or the cloud's upstream broker.
 
-paho runs on the gateway's event loop through its public socket callbacks, as aiomqtt does: ``on_socket_open``
-adds a reader that calls ``loop_read``, ``on_socket_register_write``/``unregister_write`` add and remove a
-writer that calls ``loop_write``, and a task calls ``loop_misc`` for keep-alives. Every paho callback therefore
-runs on the loop; no thread of ours touches the client. The one blocking step, ``connect`` (name resolution
-and the TCP handshake), runs in the default executor, as aiomqtt does; the socket callbacks it triggers are
-passed to the loop.
+paho runs on the gateway's event loop through its public socket callbacks, as aiomqtt does (``paholoop.py``):
+every paho callback runs on the loop and no thread of ours touches the client. The one blocking step,
+``connect`` (name resolution and the TCP handshake), runs in the default executor, as aiomqtt does.
 
 Incoming QoS 1 messages are acknowledged (manual ack) only after the router took them, so a message the router
 has not accepted stays in the broker's session. Reconnects back off, capped and jittered. Overlapping
-subscriptions: each filter gets its own MQTT v5 subscription identifier, and of the copies a broker sends for
-one publication only the one for the lowest matching identifier is passed on.
+subscriptions deliver once (``subscriptions.py``).
 """
 
 from __future__ import annotations
@@ -19,8 +15,6 @@ import asyncio
 import enum
 import functools
 import logging
-import socket
-import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,12 +26,14 @@ from paho.mqtt.properties import Properties
 
 from edgefc.errors import Unavailable
 from edgefc.router.backoff import Backoff
-from edgefc.router.message import Message, SourceType
+from edgefc.router.message import Message, SourceType, redelivery_stable_id
+from edgefc.router.paholoop import PahoOnLoop
+from edgefc.router.subscriptions import Subscriptions
 from edgefc.router.topics import TopicFilter
 
 log = logging.getLogger("edgefc.mqtt")
 _SESSION_EXPIRY_S = 86400
-_READS_PER_WAKEUP = 256  # packets read per readable event before giving other callbacks a turn
+_RESEND_GRACE_S = 2.0  # how long QoS 1 publishes wait for paho's resend after the connection dropped
 
 
 class LinkState(enum.Enum):
@@ -104,24 +100,16 @@ class MqttLink:
         self._backoff = Backoff(backoff_min, backoff_max)
         self._publish_timeout = publish_timeout
         self._inbound_limit = inbound_limit
-        self._subs: dict[TopicFilter, int] = {}  # filter → subscription identifier
-        self._lowest_sub: dict[str, int | None] = {}  # topic → lowest identifier of our filters matching it
-        self._next_sub_id = 1
-        self._unacked_subs: set[int] = set()  # SUBSCRIBE mids still waiting for their SUBACK
+        self._subs = Subscriptions()
         self._acks: dict[int, asyncio.Future[None]] = {}
         self._generation = 0  # connection number: a message is acked only on the connection it came on
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread = 0
-        self._sock: Any = None
-        self._reading = False
-        self._write_soon = False  # a write is scheduled for the end of this loop step
-        self._watching_write = False  # the socket was full: the loop's writer watch is on
+        self._io: PahoOnLoop | None = None
         self._connected_event = asyncio.Event()
         self._subscribed_event = asyncio.Event()
         self._lost_event = asyncio.Event()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._supervisor: asyncio.Task[None] | None = None
-        self._misc: asyncio.Task[None] | None = None
         self._client = paho.Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -134,10 +122,6 @@ class MqttLink:
         self._client.on_message = self._handle_message
         self._client.on_publish = self._handle_publish
         self._client.on_subscribe = self._handle_subscribe
-        self._client.on_socket_open = self._socket_open
-        self._client.on_socket_close = self._socket_close
-        self._client.on_socket_register_write = self._socket_register_write
-        self._client.on_socket_unregister_write = self._socket_unregister_write
 
     @property
     def connected(self) -> bool:
@@ -147,7 +131,7 @@ class MqttLink:
     async def start(self) -> None:
         """Start connecting in the background (returns at once; see ``wait_connected``)."""
         self._loop = asyncio.get_running_loop()
-        self._loop_thread = threading.get_ident()
+        self._io = PahoOnLoop(self._client, self._loop, self.client_id)
         self.state = LinkState.CONNECTING
         self._supervisor = asyncio.create_task(self._supervise(), name=f"mqtt-link:{self.client_id}")
 
@@ -173,6 +157,8 @@ class MqttLink:
             return
         was_connected = self.connected
         self.state = LinkState.CLOSED
+        if self._io is not None:
+            self._io.closed = True
         tasks = [t for t in (self._supervisor, *self._in_flight) if t is not None]
         for task in tasks:
             task.cancel()
@@ -183,36 +169,31 @@ class MqttLink:
                 await asyncio.wait_for(self._lost_event.wait(), 2.0)
             except TimeoutError:
                 pass
-        if self._sock is not None:
-            self._detach(self._sock)
-            self._sock.close()  # paho's own close already ran for a clean DISCONNECT; this is the fallback
+        if self._io is not None:
+            self._io.drop()  # paho's own close already ran for a clean DISCONNECT; this is the fallback
         self._fail_pending("link closed")
 
     def set_subscriptions(self, filters: Iterable[str | TopicFilter]) -> None:
         """Subscribe to exactly ``filters`` (QoS 1); kept across reconnects. Raises ValueError for a bad filter."""
-        wanted = {f if isinstance(f, TopicFilter) else TopicFilter.parse(f) for f in filters}
-        removed = [f for f in self._subs if f not in wanted]
-        added = {}
-        for topic_filter in sorted(wanted - self._subs.keys(), key=str):
-            added[topic_filter] = self._next_sub_id
-            self._next_sub_id += 1
-        for topic_filter in removed:
-            del self._subs[topic_filter]
-        self._subs.update(added)
-        self._lowest_sub.clear()
+        added, removed = self._subs.replace(filters)
         if self.connected:
             if removed:
                 self._client.unsubscribe([str(f) for f in removed])
             for topic_filter, sub_id in added.items():
                 self._subscribe(topic_filter, sub_id)
 
-    async def publish(self, topic: str, payload: bytes, qos: int = 0) -> None:
-        """Publish; for QoS 1 return only after the broker's PUBACK.
+    async def publish(self, topic: str, payload: bytes, qos: int = 0, message_id: str | None = None) -> None:
+        """Publish; for QoS 1 return only after the broker's PUBACK. ``message_id`` travels as the MQTT v5 user
+        property ``edgefc-message-id``, so a subscriber can drop the duplicates of at-least-once delivery.
 
         Raises Unavailable when not connected, when the connection drops before the PUBACK, when the broker
         refuses the message or no PUBACK arrives within ``publish_timeout``.
         """
-        info = self._publish(topic, payload, qos)
+        properties = None
+        if message_id is not None:
+            properties = Properties(PacketTypes.PUBLISH)
+            properties.UserProperty = ("edgefc-message-id", message_id)
+        info = self._publish(topic, payload, qos, properties)
         if qos == 0:
             return
         assert self._loop is not None
@@ -234,11 +215,12 @@ class MqttLink:
         """
         self._publish(topic, payload, 0)
 
-    def _publish(self, topic: str, payload: bytes, qos: int) -> paho.MQTTMessageInfo:
+    def _publish(self, topic: str, payload: bytes, qos: int, properties: Properties | None = None
+                 ) -> paho.MQTTMessageInfo:  # fmt: skip
         if not self.connected:
             raise Unavailable(f"MQTT broker {self.url} is not connected")
         try:
-            info = self._client.publish(topic, payload, qos)
+            info = self._client.publish(topic, payload, qos, properties=properties)
         except (OSError, ValueError) as exc:  # the connection went away under us
             raise Unavailable(f"MQTT publish to {self.url} failed: {exc}") from exc
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
@@ -270,105 +252,6 @@ class MqttLink:
             # Jitter spreads the reconnects of many gateways after a shared broker restarts.
             await asyncio.sleep(self._backoff.next())
 
-    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
-        """Run ``fn`` on the loop: now when called there, else as soon as the loop gets to it."""
-        if threading.get_ident() == self._loop_thread:
-            fn(*args)
-        elif self._loop is not None:
-            try:
-                self._loop.call_soon_threadsafe(fn, *args)
-            except RuntimeError:  # the loop is closed: nobody is left to care about this socket
-                pass
-
-    def _socket_open(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._on_loop(self._attach, sock)
-
-    def _socket_close(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._on_loop(self._detach, sock)
-
-    def _socket_register_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._on_loop(self._want_write, sock, True)
-
-    def _socket_unregister_write(self, client: paho.Client, userdata: Any, sock: Any) -> None:
-        self._on_loop(self._want_write, sock, False)
-
-    def _attach(self, sock: Any) -> None:
-        assert self._loop is not None
-        if self.state is LinkState.CLOSED:
-            sock.close()
-            return
-        self._sock = sock
-        self._resume_reading()
-        if self._misc is None or self._misc.done():
-            self._misc = asyncio.create_task(self._misc_loop(), name=f"mqtt-misc:{self.client_id}")
-
-    def _detach(self, sock: Any) -> None:
-        if self._sock is not sock or self._loop is None:
-            return
-        self._pause_reading()
-        self._loop.remove_writer(sock)
-        self._watching_write = False
-        self._sock = None
-        if self._misc is not None:
-            self._misc.cancel()
-            self._misc = None
-
-    def _want_write(self, sock: Any, want: bool) -> None:
-        # paho asks for the writer on the first packet of a burst. Rather than watch the socket (two epoll
-        # changes per burst), write once the current loop step is over; watch only if the socket was full.
-        if self._loop is None or sock is not self._sock:
-            return
-        if not want:
-            if self._watching_write:
-                self._loop.remove_writer(sock)
-                self._watching_write = False
-        elif not self._write_soon:
-            self._write_soon = True
-            self._loop.call_soon(self._write_now, sock)
-
-    def _write_now(self, sock: Any) -> None:
-        self._write_soon = False
-        if sock is not self._sock or self._loop is None:
-            return
-        self._client.loop_write()
-        if self._sock is sock and self._client.want_write() and not self._watching_write:
-            self._loop.add_writer(sock, self._client.loop_write)  # paho unregisters (and we stop) once drained
-            self._watching_write = True
-
-    def _resume_reading(self) -> None:
-        if self._sock is not None and self._loop is not None and not self._reading:
-            self._loop.add_reader(self._sock, self._readable)
-            self._reading = True
-
-    def _pause_reading(self) -> None:
-        if self._sock is not None and self._loop is not None and self._reading:
-            self._loop.remove_reader(self._sock)
-            self._reading = False
-
-    def _readable(self) -> None:
-        # paho's loop_read handles about one packet per call; read on while the socket has more, so one
-        # wake-up of the loop takes a whole burst.
-        sock = self._sock
-        for _ in range(_READS_PER_WAKEUP):
-            if self._client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS or self._sock is not sock:
-                return
-            if not self._reading:
-                return
-            try:
-                if not sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT):
-                    return
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return  # paho sees the error on its next read
-
-    async def _misc_loop(self) -> None:
-        # paho's keep-alive clock: it pings and notices a dead broker from here, once a second.
-        while True:
-            if self._client.loop_misc() != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                return
-            await asyncio.sleep(1.0)
-
     # -- paho callbacks (all on the loop) ----------------------------------------------------------------
 
     def _handle_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any, props: Any) -> None:
@@ -382,8 +265,8 @@ class MqttLink:
             return
         self.state = LinkState.CONNECTED
         log.info("connected to MQTT broker %s as %s", self.url, self.client_id)
-        self._unacked_subs = set()
-        for topic_filter, sub_id in self._subs.items():
+        self._subs.unacked = set()
+        for topic_filter, sub_id in self._subs.ids.items():
             self._subscribe(topic_filter, sub_id)
         self._connected_event.set()
         self._mark_subscribed()
@@ -395,7 +278,12 @@ class MqttLink:
         self._lost_event.set()
         self._connected_event.clear()
         self._mark_subscribed()
-        self._fail_pending(f"connection to {self.url} lost")
+        # paho sends the unacknowledged QoS 1 publishes again after a reconnect, and their PUBACKs settle the
+        # waiting publishes: failing them at once would make the router publish them a second time. Only a
+        # link still down after a grace period fails them (the router then waits for it with backoff).
+        if self._loop is not None and self._acks:
+            generation = self._generation
+            self._loop.call_later(_RESEND_GRACE_S, self._fail_if_still_down, generation)
 
     def _handle_publish(self, client: paho.Client, userdata: Any, mid: int, reason: Any, props: Any) -> None:
         future = self._acks.get(mid)
@@ -408,7 +296,7 @@ class MqttLink:
 
     def _handle_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
         qos = msg.qos
-        if self._is_duplicate(msg):
+        if self._subs.is_duplicate(msg.topic, getattr(msg.properties, "SubscriptionIdentifier", None)):
             self.stats["duplicates"] += 1
             if qos:
                 client.ack(msg.mid, qos)
@@ -418,7 +306,12 @@ class MqttLink:
         for key, value in getattr(msg.properties, "UserProperty", None) or []:
             if key == "client_id":
                 source_id = value
-        message = Message(msg.topic, bytes(msg.payload), self.source_type, source_id, min(qos, 1))
+        payload = bytes(msg.payload)
+        if qos:
+            msg_id = redelivery_stable_id(self.client_id, msg.mid, msg.topic, payload)
+            message = Message(msg.topic, payload, self.source_type, source_id, 1, msg_id, redelivered=bool(msg.dup))
+        else:
+            message = Message(msg.topic, payload, self.source_type, source_id, 0)
         nowait = self._on_message_nowait
         # Without a message still in flight ahead of this one, handling it right here keeps the order.
         if nowait is not None and not self._in_flight:
@@ -433,7 +326,8 @@ class MqttLink:
         self._in_flight.add(task)
         task.add_done_callback(self._handled)
         if len(self._in_flight) >= self._inbound_limit:
-            self._pause_reading()  # backpressure: the broker's socket fills, then the broker queues
+            assert self._io is not None
+            self._io.pause_reading()  # backpressure: the broker's socket fills, then the broker queues
 
     def _handle_nowait(self, nowait: Callable[[Message], bool], message: Message) -> bool | None:
         """True: routed; None: not for the quick path (the task path takes it); False: routing failed, and
@@ -447,8 +341,8 @@ class MqttLink:
 
     def _handled(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
-        if len(self._in_flight) < self._inbound_limit // 2 and self.state is not LinkState.CLOSED:
-            self._resume_reading()
+        if len(self._in_flight) < self._inbound_limit // 2 and self.state is not LinkState.CLOSED and self._io:
+            self._io.resume_reading()
 
     async def _handle(self, message: Message, mid: int, qos: int, generation: int) -> None:
         try:
@@ -466,41 +360,30 @@ class MqttLink:
         if qos and self.connected and generation == self._generation:
             self._client.ack(mid, qos)
 
-    def _is_duplicate(self, msg: paho.MQTTMessage) -> bool:
-        ids = getattr(msg.properties, "SubscriptionIdentifier", None)
-        if not ids:
-            return False
-        topic = msg.topic
-        if topic in self._lowest_sub:
-            lowest = self._lowest_sub[topic]
-        else:
-            ours = [sid for f, sid in self._subs.items() if f.matches(topic)]
-            lowest = min(ours) if ours else None
-            if len(self._lowest_sub) >= 4096:
-                self._lowest_sub.clear()  # topic sets are small in practice; a reset keeps this bounded
-            self._lowest_sub[topic] = lowest
-        return lowest is not None and lowest not in ids
-
     def _subscribe(self, topic_filter: TopicFilter, sub_id: int) -> None:
         properties = Properties(PacketTypes.SUBSCRIBE)
         properties.SubscriptionIdentifier = sub_id
         _, mid = self._client.subscribe(str(topic_filter), qos=1, properties=properties)
         if mid is not None:
-            self._unacked_subs.add(mid)
+            self._subs.unacked.add(mid)
         self._mark_subscribed()
 
     def _handle_subscribe(self, client: paho.Client, userdata: Any, mid: int, reasons: Any, props: Any) -> None:
         for reason in reasons:
             if reason.is_failure:
                 log.warning("MQTT broker %s refused a subscription: %s", self.url, reason)
-        self._unacked_subs.discard(mid)
+        self._subs.unacked.discard(mid)
         self._mark_subscribed()
 
     def _mark_subscribed(self) -> None:
-        if self.connected and not self._unacked_subs:
+        if self.connected and not self._subs.unacked:
             self._subscribed_event.set()
         else:
             self._subscribed_event.clear()
+
+    def _fail_if_still_down(self, generation: int) -> None:
+        if self._generation == generation or self.state is LinkState.CLOSED:
+            self._fail_pending(f"connection to {self.url} lost")
 
     def _fail_pending(self, why: str) -> None:
         for future in self._acks.values():

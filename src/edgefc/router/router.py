@@ -118,6 +118,8 @@ class Router:
         """
         if not self._running:
             raise Unavailable("the router is not running")
+        if message.redelivered and self.queue.seen_inbound(message.id):
+            return  # the broker's second copy of a message whose deliveries are committed already
         deliveries = self._deliveries(message)
         # QoS 0 first and without an await, so a later message cannot overtake an earlier one on its way in.
         self._offer_qos0(message, deliveries)
@@ -200,7 +202,9 @@ class Router:
         if target.kind is TargetKind.FUNCTION:
             await self.deliver_function(target.name, message)
         else:
-            await self._link(target).publish(self._topic(target, message), message.payload, qos)
+            await self._link(target).publish(
+                self._topic(target, message), message.payload, qos, message.id if qos else None
+            )
 
     def send_burst(self, target: Target, memory: collections.deque[tuple[Message, str]], counts: dict[str, int]
                    ) -> bool:  # fmt: skip
@@ -314,6 +318,52 @@ class _Lane:
             self.window.release()
 
     async def _deliver_durable(self, batch: list[Any]) -> None:
+        if self.target.kind is TargetKind.FUNCTION:
+            await self._deliver_in_turn(batch)
+        else:
+            await self._deliver_pipelined(batch)
+
+    async def _deliver_pipelined(self, batch: list[Any]) -> None:
+        """A broker target: the whole batch goes out at once (paho keeps the order on the wire) and each message
+        is settled by its own PUBACK. One publish per round trip would cap a distant cloud broker at 1/RTT."""
+        queue = self.router.queue
+        settled: set[int] = set()
+        try:
+            outcomes = await asyncio.gather(
+                *(self.router.send(self.target, item.message, 1) for item in batch), return_exceptions=True
+            )
+            delivered = [item for item, outcome in zip(batch, outcomes, strict=True) if outcome is None]
+            if delivered:
+                self.pause.reset()
+                self.counts["delivered"] += len(delivered)
+                await asyncio.gather(*(queue.aack(item.id) for item in delivered))
+                settled.update(item.id for item in delivered)
+            unavailable = None
+            for item, outcome in zip(batch, outcomes, strict=True):
+                if outcome is None or isinstance(outcome, Unavailable | asyncio.CancelledError):
+                    unavailable = unavailable or outcome
+                    continue
+                assert isinstance(outcome, BaseException)
+                self.counts["failed"] += 1
+                await self._failed(item, outcome)
+                settled.add(item.id)
+            if isinstance(unavailable, Unavailable):
+                self.counts["unavailable"] += 1
+                queue.release([item.id for item in batch if item.id not in settled])
+                delay = self.pause.next()
+                log.debug("target %s unavailable, retrying in %.2fs: %s", self.target, delay, unavailable)
+                await asyncio.sleep(delay)
+        finally:
+            queue.release([item.id for item in batch if item.id not in settled])
+
+    async def _failed(self, item: Any, exc: BaseException) -> None:
+        outcome = await self.router.queue.afail(item.id, f"{type(exc).__name__}: {exc}")
+        if outcome is FailOutcome.DEAD:
+            self.counts["dead_lettered"] += 1
+            log.warning("message %s to %s is a dead letter: %s", item.message.id, self.target, exc)
+
+    async def _deliver_in_turn(self, batch: list[Any]) -> None:
+        """A function: one event after the other, so a failing one holds back those behind it (order)."""
         queue = self.router.queue
         acks: list[asyncio.Task[None]] = []
         pending = [item.id for item in batch]
@@ -331,12 +381,7 @@ class _Lane:
                     self.counts["failed"] += 1
                     queue.release(pending[1:])
                     pending = []
-                    outcome = await queue.afail(item.id, f"{type(exc).__name__}: {exc}")
-                    if outcome is FailOutcome.DEAD:
-                        self.counts["dead_lettered"] += 1
-                        log.warning(
-                            "message %s to %s is a dead letter: %s", item.message.id, self.target, exc
-                        )
+                    await self._failed(item, exc)
                     return
                 pending.pop(0)
                 self.pause.reset()
