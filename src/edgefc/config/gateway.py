@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import os
+import secrets
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -334,3 +336,48 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 def env_name(*path: str) -> str:
     """The environment variable for a key path: ``env_name("mqtt", "broker")`` → ``EDGEFC_MQTT__BROKER``."""
     return ENV_PREFIX + ENV_DELIMITER.join(part.upper() for part in path)
+
+
+MIN_SECRET_CHARS = 32
+
+
+def ensure_secret(path: Path, nbytes: int) -> str:
+    """The secret in ``path`` (the admin token, say), created at first use: written whole or not at all.
+
+    The file is written to a temporary name, fsynced and renamed, so a crash or a full disk never leaves a
+    half-written or empty token that a later start would accept (an empty token once matched an empty
+    ``Authorization: Bearer``). Raises ValidationError naming the file when it exists but holds fewer than
+    the ``2 * nbytes`` hex characters it was made with (at most :data:`MIN_SECRET_CHARS` required), and OSError
+    when it cannot be written.
+    """
+    need = min(MIN_SECRET_CHARS, 2 * nbytes)
+    try:
+        value = path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    else:
+        if len(value) < need:
+            raise ValidationError([
+                f"{path}: holds {len(value)} characters, fewer than the {need} it needs (an "
+                "interrupted first start?); delete the file to have a new one made"
+            ])  # fmt: skip
+        return value
+    value = secrets.token_hex(nbytes)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(value + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return value

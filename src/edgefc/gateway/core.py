@@ -7,7 +7,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import secrets
 import tempfile
 import time
 import uuid
@@ -15,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from edgefc.config.gateway import GatewayConfig
+from edgefc.config.gateway import GatewayConfig, ensure_secret
 from edgefc.config.manifest import Manifest
 from edgefc.errors import Conflict, EdgefcError, FunctionError, NotFound, ValidationError
 from edgefc.gateway.deploy import Deployer, Limits, Prepared
@@ -142,14 +141,7 @@ class Gateway:
             self.store.close()
 
     def _ensure_secret(self, name: str, nbytes: int) -> str:
-        path = self.data_dir / name
-        if path.exists():
-            return path.read_text().strip()
-        value = secrets.token_hex(nbytes)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(value + "\n")
-        return value
+        return ensure_secret(self.data_dir / name, nbytes)  # atomic; refuses an empty or short one
 
     def _host_problems(self, manifest: Manifest) -> list[str]:
         assert self.placement is not None
