@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEB_PACKAGES := runc containernetworking-plugins iptables mosquitto mosquitto-clients
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench lint typecheck clean system-packages
+.PHONY: install run test bench lint typecheck clean system-packages fuzz
 
 install: system-packages $(STAMP)
 
@@ -42,6 +42,11 @@ lint: install
 test: install lint
 	@set +e; $(BIN)/pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
+
+# The fuzz targets of tests/fuzz, long and random (make test runs them short and derandomised).
+FUZZ_EXAMPLES ?= 20000
+fuzz: install
+	EDGEFC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/fuzz --timeout 3600
 
 bench: install
 	$(BIN)/python -m bench
