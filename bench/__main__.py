@@ -47,6 +47,7 @@ MODULES: dict[str, dict[str, str]] = {
     "bench_restart": {"restart_to_serving_ms": "ms"},
     "bench_mqtt": {"mqtt_to_function_per_s": "per_s", "mqtt_to_function_p50_ms": "ms"},
     "bench_log_query": {"log_query_1h_ms": "ms", "log_append_per_s": "per_s"},
+    "bench_noisy": {"noisy_neighbour_p99_ratio": "ratio"},
 }  # fmt: skip
 
 
