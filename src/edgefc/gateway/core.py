@@ -24,6 +24,7 @@ from edgefc.gateway.store import StateStore
 from edgefc.observe.entry import LogEntry
 from edgefc.observe.figures import InstanceFigures
 from edgefc.observe.gatewaylog import GatewayLogHandler
+from edgefc.observe.housekeeping import Housekeeper
 from edgefc.observe.logs import LogStore
 from edgefc.observe.metrics import Metrics
 from edgefc.observe.perf import PerfTracker
@@ -64,6 +65,7 @@ class Gateway:
         self.messaging: Messaging | None = None
         self.deployer: Deployer | None = None
         self.devices: Any = None  # edgefc.devices.service.DeviceService once started
+        self.housekeeper: Housekeeper | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         # SDK operations served by other components, by prefix ("device.register" → call_handlers["device"]).
         self.call_handlers: dict[str, Callable[[str, str, dict[str, Any]], Awaitable[Any]]] = {}
@@ -113,6 +115,12 @@ class Gateway:
         await self.stats.start()
         self.deployer.on_applied.append(lambda _: self.stats.sample_now())  # type: ignore[union-attr]  # fresh figures
         await self._restore()
+        deployer = self.deployer
+        self.housekeeper = Housekeeper(
+            self.config.housekeeping, state_db=self.data_dir / "state.db", history=self.store, bundles=deployer.bundles,
+            lock=deployer.lock, running_bundles=lambda: {m.plan.code_sha for m in deployer.managers.values()},
+        )  # fmt: skip
+        self._background(self.housekeeper.run(), "housekeeping")  # prunes invocations and bundles (docs/security.md)
         self.ready.set()
 
     async def close(self) -> None:
