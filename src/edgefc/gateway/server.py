@@ -20,6 +20,7 @@ from edgefc.config.gateway import GatewayConfig
 from edgefc.errors import EdgefcError
 from edgefc.gateway.core import Gateway
 from edgefc.gateway.deploy import Limits, bundles_from_disk
+from edgefc.sandbox.hostcheck import port_holder
 
 log = logging.getLogger("edgefc.gateway")
 
@@ -49,7 +50,9 @@ async def serve(config: GatewayConfig, *, deploy: Path | None = None) -> int:
     try:
         sock = _bind(config.listen)
     except OSError as exc:
-        log.error("cannot listen on %s: %s", config.listen, exc.strerror)
+        log.error(
+            "cannot listen on %s: %s%s", config.listen, exc.strerror, port_holder(config.listen_address[1])
+        )
         return 3
     host, port = sock.getsockname()[:2]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
@@ -104,7 +107,9 @@ async def _deploy_at_start(gateway: Gateway, manifest: Path, url: str) -> None:
 
 def run(config: GatewayConfig, *, deploy: Path | None = None) -> int:
     """Blocking entry point used by ``edgefc gateway run``."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     try:
         import uvloop
 
