@@ -107,9 +107,7 @@ async def _deploy_at_start(gateway: Gateway, manifest: Path, url: str) -> None:
 
 def run(config: GatewayConfig, *, deploy: Path | None = None) -> int:
     """Blocking entry point used by ``edgefc gateway run``."""
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:
         import uvloop
 
