@@ -19,7 +19,7 @@ MQTT_LISTEN ?=
 DATA_DIR ?= ./.edgefc
 DIST_DIR ?= dist
 
-.PHONY: install run test bench chaos lint typecheck clean system-packages dist
+.PHONY: install run test bench chaos fuzz lint typecheck clean system-packages dist
 
 install: system-packages $(STAMP) $(NODE_STAMP)
 
@@ -68,6 +68,11 @@ lint: install
 test: install lint
 	@set +e; $(BIN)/pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "no tests collected"; exit 1; fi; exit $$rc
+
+# The fuzz targets of tests/fuzz, long and random (make test runs them short and derandomised).
+FUZZ_EXAMPLES ?= 20000
+fuzz: install
+	EDGEFC_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/fuzz --timeout 3600
 
 bench: install
 	$(BIN)/python -m bench

@@ -48,6 +48,7 @@ MODULES: dict[str, dict[str, str]] = {
     "bench_mqtt": {"mqtt_to_function_per_s": "per_s", "mqtt_to_function_p50_ms": "ms"},
     "bench_log_query": {"log_query_1h_ms": "ms", "log_append_per_s": "per_s"},
     "bench_node": {"node_cold_start_p50_ms": "ms", "node_invoke_http_p50_ms": "ms", "node_worker_idle_rss_mib": "MiB"},
+    "bench_noisy": {"noisy_neighbour_p99_ratio": "ratio"},
 }  # fmt: skip
 
 

@@ -228,6 +228,11 @@ class BundleStore:
             raise NotFound(f"no code bundle {sha!r} in {self.root}")
         return path.read_bytes()
 
+    def stored(self) -> set[str]:
+        """The sha256 of every bundle stored (zip or extracted)."""
+        found = {blob.name.removesuffix(".zip") for blob in self._blobs.iterdir() if blob.name.endswith(".zip")}
+        return found | {d.name for d in self._code.iterdir() if _SHA.fullmatch(d.name)}
+
     def gc(self, keep: set[str]) -> None:
         """Delete every bundle not in ``keep``, and leftovers of extractions interrupted by a crash."""
         for blob in self._blobs.iterdir():

@@ -4,6 +4,7 @@ query (issue 15: NaN lost 430 of 1 640 lines of another function; 1e300 made eve
 from __future__ import annotations
 
 import math
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -92,3 +93,38 @@ async def test_a_failing_row_costs_only_itself(tmp_path: Path) -> None:
         assert store.dropped("f") == 1
     finally:
         await store.close()
+
+
+def test_followers_that_never_read_are_capped(tmp_path: Path) -> None:
+    gw = GatewayProcess(tmp_path / "data").start()
+    held: list[socket.socket] = []
+    try:
+        gw.deploy({"functions": [fn("neighbour")]}, {"neighbour": NEIGHBOUR})
+        assert gw.client is not None
+        host, port = gw.url.removeprefix("http://").rsplit(":", 1)
+        request = (f"GET /v1/functions/neighbour/logs?follow=1 HTTP/1.1\r\nHost: x\r\n"
+                   f"Authorization: Bearer {gw.token}\r\n\r\n").encode()  # fmt: skip
+        for _ in range(64):  # followers that never read a byte
+            s = socket.create_connection((host, int(port)))
+            s.sendall(request)
+            held.append(s)
+
+        def refused() -> bool:
+            # Headers only: a follow that is accepted streams until closed.
+            with gw.client.stream("GET", "/v1/functions/neighbour/logs", params={"follow": "1"}) as r:  # type: ignore[union-attr]
+                return r.status_code == 429
+
+        gw.wait_for(refused, what="the 65th follower to be refused", timeout=20)
+        t0 = time.monotonic()
+        assert (
+            gw.invoke("neighbour").status_code == 200
+        )  # the followers are offered its 40 lines, and do not read
+        assert time.monotonic() - t0 < 5
+        for s in held:
+            s.close()
+        held.clear()
+        gw.wait_for(lambda: not refused(), what="following to be possible again", timeout=20)
+    finally:
+        for s in held:
+            s.close()
+        gw.stop()

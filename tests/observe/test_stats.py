@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 try:  # tests/ is a package in some layouts of this tree, a plain folder in others
@@ -128,16 +129,20 @@ async def test_collector_samples_real_processes(
         return out
 
     stats = StatsCollector(sample, tmp_path, interval_s=0.25, metrics=metrics)
+    spin_proc = psutil.Process(spinner.pid)
+    cpu0, wall0 = sum(spin_proc.cpu_times()[:2]), time.monotonic()
     await stats.start()
     deadline = time.monotonic() + 10
     while stats.samples < 4 and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     snap = stats.snapshot()
+    # What the kernel says the spinner got meanwhile: on a machine shared with other work, less than a core.
+    real = 100 * (sum(spin_proc.cpu_times()[:2]) - cpu0) / (time.monotonic() - wall0)
     await stats.close()
     hog_figures, spin = snap["functions"]["hog"], snap["functions"]["spin"]
     assert ALLOC <= hog_figures["memory_bytes"] <= ALLOC + 30 * MB
     assert hog_figures["memory_limit_bytes"] == 128 * MB and hog_figures["cpu_percent"] < 20
-    assert 50 <= spin["cpu_percent"] <= 110, spin  # one busy core on a 2-core machine
+    assert min(50, real * 0.5) <= spin["cpu_percent"] <= 110, (spin, real)  # up to one busy core
     assert spin["instances"][0]["id"] == "spin-1" and stats.instance("spin-1") is not None
     host = snap["host"]
     assert set(host) >= {"cpu_percent", "memory_bytes", "memory_total_bytes", "disk_free_bytes", "load"}

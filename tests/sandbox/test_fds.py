@@ -4,12 +4,14 @@ requests and their bearer token, and kept the port after a gateway SIGKILL)."""
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
 from pathlib import Path
 
 import psutil
 
 from tests.conftest import need_binary, need_root
-from tests.e2e.gateway_harness import GatewayProcess, fn
+from tests.e2e.gateway_harness import EDGEFC, GatewayProcess, fn
 from tests.e2e.mqtt_peer import free_port
 
 FDS = """
@@ -66,3 +68,15 @@ def test_no_child_inherits_the_api_socket(tmp_path: Path) -> None:
             assert api not in _fds(child.pid), f"{child.name()} (pid {child.pid}) holds the API socket"
     finally:
         gw.stop()
+
+
+def test_a_taken_port_names_its_holder(tmp_path: Path) -> None:
+    need_root()  # seeing another process's sockets
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        done = subprocess.run([*EDGEFC, "gateway", "run", "--data-dir", str(tmp_path / "d"), "--listen",
+                               f"127.0.0.1:{port}", "--isolation", "process"], capture_output=True, timeout=60)  # fmt: skip
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert f"held by pid {os.getpid()}".encode() in done.stderr, done.stderr[-2000:]

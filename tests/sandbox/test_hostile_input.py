@@ -118,3 +118,22 @@ def test_docs_example_config_is_accepted() -> None:
     example = text.split("## Example", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
     config = GatewayConfig.model_validate(yaml.safe_load(example))
     assert config.mqtt.listen.startswith("127.0.0.1:")
+
+
+def test_an_empty_admin_token_is_refused_at_start(tmp_path: Path) -> None:
+    data = tmp_path / "d"
+    data.mkdir()
+    (data / "admin.token").write_text("")  # what a first start on a full disk used to leave
+    done = subprocess.run([*EDGEFC, "gateway", "run", "--data-dir", str(data), "--listen", "127.0.0.1:0",
+                           "--isolation", "process"], capture_output=True, timeout=30)  # fmt: skip
+    assert done.returncode != 0
+    assert b"admin.token" in done.stderr and b"delete the file" in done.stderr, done.stderr[-2000:]
+    assert not (data / "gateway.json").exists()
+    # A fresh data dir gets a full token, written whole (no temporary file left beside it).
+    fresh = GatewayProcess(tmp_path / "fresh").start()
+    try:
+        assert len(fresh.token) >= 32
+        assert not list(fresh.data_dir.glob(".*.tmp"))
+        assert (fresh.data_dir / "admin.token").stat().st_mode & 0o777 == 0o600
+    finally:
+        fresh.stop()

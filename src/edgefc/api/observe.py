@@ -99,6 +99,7 @@ async def get_logs(
     await _check_function(gateway, store, name)
     if following:
         backlog = _limit(limit, FOLLOW_BACKLOG)
+        store.check_follow()  # 429 before streaming when too many already follow
         return StreamingResponse(
             _follow(store, name, filt, since_t, backlog),
             media_type="text/event-stream",

@@ -209,6 +209,17 @@ class LimitsConfig(BaseModel):
     max_bundle_files: Annotated[int, Field(ge=1)] = 10000
 
 
+class HousekeepingConfig(BaseModel):
+    """``housekeeping``: what the gateway prunes from its data dir, and how often."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    interval_s: Annotated[float, Field(ge=1, allow_inf_nan=False)] = 600.0
+    invocations_max_age_s: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 86400.0
+    invocations_max_bytes: Annotated[int, Field(ge=0)] = 64 * MIB
+    keep_deployments: Annotated[int, Field(ge=2)] = 5
+
+
 class GatewayConfig(BaseSettings):
     """Everything a gateway reads at start; every key has a default."""
 
@@ -224,6 +235,7 @@ class GatewayConfig(BaseSettings):
     logs: LogsConfig = Field(default_factory=LogsConfig)
     queues: QueuesConfig = Field(default_factory=QueuesConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    housekeeping: HousekeepingConfig = Field(default_factory=HousekeepingConfig)
 
     @property
     def listen_address(self) -> tuple[str, int]:

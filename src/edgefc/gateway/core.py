@@ -37,6 +37,7 @@ from edgefc.gateway.status import FunctionStatus
 from edgefc.gateway.store import StateStore
 from edgefc.invoker import EventSink, FunctionTable, Invoker
 from edgefc.observe.gatewaylog import GatewayLogHandler
+from edgefc.observe.housekeeping import Housekeeper
 from edgefc.observe.logs import LogStore
 from edgefc.observe.metrics import Metrics
 from edgefc.observe.perf import PerfTracker
@@ -190,6 +191,11 @@ class Gateway:
                 messaging=messaging, devices=devices, status=status, stats=stats,
             )  # fmt: skip
             await deployments.restore()
+            housekeeper = Housekeeper(
+                config.housekeeping, state_db=data_dir / "state.db", history=store, bundles=deployer.bundles,
+                lock=deployer.lock, running_bundles=lambda: {m.plan.code_sha for m in table.snapshot().values()},
+            )  # fmt: skip
+            tasks.service(housekeeper.run, "housekeeping")  # prunes invocations and bundles (docs/security.md)
 
             # ---- optional components ----------------------------------------------------------------------------
             # Entered here: after the core is up and the last deployment restored, before the API serves; the

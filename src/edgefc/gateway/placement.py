@@ -9,6 +9,7 @@ from pathlib import Path
 
 from edgefc.config.manifest import FunctionSpec, Isolation, Manifest
 from edgefc.sandbox.base import ContainerSpec, Sandbox
+from edgefc.sandbox.confine import available as confinement
 from edgefc.sandbox.process import ProcessSandbox
 from edgefc.supervisor.plan import FunctionPlan
 from edgefc.tasks import TaskGroup
@@ -49,6 +50,10 @@ class Placement:
         process = ProcessSandbox(self.run_dir, gateway_id=self.gateway_id, tasks=self.tasks.child("process"))
         await process.open()
         self.sandboxes["process"] = process
+        confined, unconfined_why = confinement()
+        if not confined:  # said plainly, at every start (docs/security.md: what process isolation protects)
+            log.warning("process workers are NOT confined (%s): their code can read the data dir, the admin token "
+                        "and other functions' environments", unconfined_why)  # fmt: skip
         ok, why = container_available()
         if ok:
             from edgefc.sandbox.runc import RuncSandbox
@@ -61,6 +66,8 @@ class Placement:
                 self.sandboxes["container"] = container
         elif self.setting != "process":
             note = f"containers unavailable ({why}); functions run in the process sandbox"
+            if not confined:
+                note += f", unconfined ({unconfined_why})"
             self.notes.append(note)
             log.warning("isolation %s: %s", self.setting, note)
 

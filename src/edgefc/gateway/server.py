@@ -21,6 +21,7 @@ from edgefc.errors import EdgefcError
 from edgefc.gateway.core import Gateway
 from edgefc.gateway.deploy import Limits, bundles_from_disk
 from edgefc.gateway.http import IdleClosingProtocol
+from edgefc.sandbox.hostcheck import port_holder
 
 log = logging.getLogger("edgefc.gateway")
 
@@ -51,7 +52,9 @@ async def serve(config: GatewayConfig, *, deploy: Path | None = None) -> int:
     try:
         sock = _bind(config.listen)
     except OSError as exc:
-        log.error("cannot listen on %s: %s", config.listen, exc.strerror)
+        log.error(
+            "cannot listen on %s: %s%s", config.listen, exc.strerror, port_holder(config.listen_address[1])
+        )
         return 3
     with contextlib.closing(sock):
         try:

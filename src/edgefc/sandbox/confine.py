@@ -20,6 +20,7 @@ outside the hidden directories.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import resource
 import stat
@@ -97,11 +98,15 @@ def _outermost(paths: Iterable[str]) -> list[str]:
     return out
 
 
-def python_paths() -> list[str]:
-    """What the interpreter needs to import more modules: its prefixes and every directory on ``sys.path``."""
+@functools.cache
+def python_paths() -> tuple[str, ...]:
+    """What the interpreter needs to import more modules: its prefixes and every directory on ``sys.path``.
+
+    Cached: the fork server computes it once, before its first fork, and every worker inherits the answer.
+    """
     found = [sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable))]
     found += [p for p in sys.path if p and os.path.isabs(p)]
-    return [os.path.realpath(p) for p in found if os.path.exists(p)]
+    return tuple(dict.fromkeys(os.path.realpath(p) for p in found if os.path.exists(p)))
 
 
 def plan_view(private: Iterable[str], keep: Iterable[str]) -> View:

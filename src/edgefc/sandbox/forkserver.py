@@ -108,6 +108,7 @@ def serve(ctrl: socket.socket) -> None:
     confined, why = confine.available()
     if not confined:
         os.write(2, f"edgefc fork server: workers are NOT confined: {why}\n".encode())
+    confine.python_paths()  # computed once here, inherited by every fork
     while True:
         for key, _ in sel.select():
             if key.data == "sig":

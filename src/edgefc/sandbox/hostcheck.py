@@ -46,6 +46,31 @@ def port_free(port: int, proto: str) -> bool:
     return True
 
 
+def port_holder(port: int, proto: str = "tcp") -> str:
+    """Who holds ``port`` on this host, as ``" (held by pid N: command line)"`` for an error message, or ``""``.
+
+    Needs to see other processes' sockets (root does); never raises.
+    """
+    try:
+        import psutil
+
+        for conn in psutil.net_connections(kind=proto):
+            if (
+                conn.laddr
+                and conn.laddr.port == port
+                and conn.pid
+                and (proto != "tcp" or conn.status == "LISTEN")
+            ):
+                try:
+                    cmd = " ".join(psutil.Process(conn.pid).cmdline())[:200]
+                except psutil.Error:
+                    cmd = "?"
+                return f" (held by pid {conn.pid}: {cmd})"
+    except Exception:  # noqa: BLE001 — a hint for an error message must not cause another error
+        pass
+    return ""
+
+
 def _check_ports(spec: ContainerSpec, path: str) -> list[str]:
     problems = []
     seen: set[tuple[int, str]] = set()
