@@ -1,0 +1,70 @@
+"""The device layer's messages into the router: reports, events and status changes, held while a deployment is
+applied and routed in order once its routes are in place.
+
+Link IoT Edge drivers register and report while their module is imported, i.e. while the deployment that starts
+them is being applied (at a deploy, and when the gateway starts from its data dir); the router then still has the
+previous routes (or none). Held here, those messages reach the new routes: a device's first report is not lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
+
+log = logging.getLogger("edgefc.devices")
+
+# (topic, body, source id) → into the router as a QoS 0 message with source type "device".
+Publish = Callable[[str, bytes, str], Awaitable[Any]]
+
+
+def encode(value: Any) -> bytes:
+    """A message body as the device layer writes them: compact UTF-8 JSON."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+
+
+class Outbox:
+    """Sends device messages through ``publish``; between :meth:`hold` and :meth:`release` it keeps them."""
+
+    def __init__(self, publish: Publish) -> None:
+        self._publish = publish
+        self._held: list[tuple[str, bytes, str]] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def hold(self) -> None:
+        """Keep what is sent from now on until :meth:`release` (a deployment is being applied)."""
+        if self._held is None:
+            self._held = []
+
+    async def send(self, source: str, topic: str, payload: Any) -> None:
+        """Route one message now, or keep it while holding. Raises what the router raises (not while holding)."""
+        if self._held is not None:
+            self._held.append((topic, encode(payload), source))
+            return
+        await self._publish(topic, encode(payload), source)
+
+    async def release(self) -> None:
+        """Route the held messages in order (and those held meanwhile), then stop holding. Never raises."""
+        held = self._held
+        if held is None:
+            return
+        while held:
+            topic, body, source = held.pop(0)
+            try:
+                await self._publish(topic, body, source)
+            except Exception:  # noqa: BLE001 — one refused message must not hold back the others
+                log.exception("could not route the held message on %s from device %s", topic, source)
+        if self._held is held:
+            self._held = None
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` (a send or a release asked for from synchronous code) as a task this outbox owns."""
+        task = asyncio.get_running_loop().create_task(coro, name="devices-outbox")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
