@@ -85,7 +85,7 @@ def test_source_and_target_syntax() -> None:
     for bad in [
         "devices",
         "function:",
-        "function:Bad_Name",
+        "function:Bad.Name",
         "device:pk1/dn",
         "device:/pk1/+x",
         "timer",
