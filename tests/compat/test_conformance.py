@@ -59,6 +59,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
         ],
         "routes": [
             {"name": "things", "source": "device:/tpk/+", "topic": "#", "target": "function:Recorder"},
+            {"name": "plugs", "source": "device:/upk/+", "topic": "/as/mqtt/status/#", "target": "function:Recorder"},
             {"name": "hello", "source": "function:HelloWorld", "topic": "/topic/hello", "target": "function:Recorder"},
         ],
         "devices": [
@@ -67,6 +68,7 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
             {"product_key": "tpk", "device_name": "t2", "driver": "HelloThing", "tags": {"room": "hall"},
              "config": {"silent": True}},
             {"product_key": "tpk", "device_name": "t3", "driver": "HelloThing", "tags": {"room": "store"}},
+            {"product_key": "upk", "device_name": "u1", "driver": "Unplugged"},
         ],
     }  # fmt: skip
     gateway.deploy(manifest, {name: source(name) for name in ("HelloThing", "HelloWorld", "Unplugged", "ThingApp",
@@ -122,6 +124,11 @@ def test_a_module_body_that_raises_is_a_failed_start_and_restarted(gw: GatewayPr
     assert gw.client is not None
     logs = gw.client.get("/v1/functions/Unplugged/logs", params={"level": "error"}).json()["entries"]
     assert any("RuntimeError: sensor unplugged" in e["message"] and "Traceback" in e["message"] for e in logs)
+    # Its device went offline with it (a status message), and online again with the next instance.
+    statuses = gw.wait_for(lambda: (s := [json.loads(m["payload"])["status"] for m in recorded(gw)
+                                          if m["topic"] == "/as/mqtt/status/upk/u1"]) and len(s) >= 3 and s,
+                           what="u1's status messages")  # fmt: skip
+    assert statuses[:3] == ["online", "offline", "online"]
 
 
 def test_the_first_report_made_at_import_is_routed(gw: GatewayProcess) -> None:
@@ -277,7 +284,7 @@ def test_get_things_with_tags(gw: GatewayProcess) -> None:
     assert app(gw, "getThingsWithTags", {"payload": [{"room": "lab"}, {"kind": "thermo"}]})["answer"] == [
         {"productKey": "tpk", "deviceName": "t1"}]  # fmt: skip
     assert app(gw, "getThingsWithTags", {"payload": [{"room": "lab", "kind": "other"}]})["answer"] == []
-    assert len(app(gw, "getThingsWithTags", {"payload": []})["answer"]) == 3
+    assert len(app(gw, "getThingsWithTags", {"payload": []})["answer"]) == 4
     assert app(gw, "getThingsWithTags", {"payload": {"room": "lab"}})["answer"] == 100001
 
 

@@ -143,7 +143,7 @@ CASES = [
     Case("functions not a list", 422, "ValidationError", ("functions",), multipart({"functions": {"name": "f"}}, {})),
     Case("manifest not a mapping", 422, "ValidationError", ("deployment.yaml",), multipart("- just\n- a list\n", {})),
     Case("manifest not YAML", 422, "ValidationError", ("deployment.yaml:3", "invalid YAML"), multipart("functions: [\n  {name: f\n", {})),
-    Case("bad function name", 422, "ValidationError", (f"{F0}.name", "Bad_Name"), multipart(manifest(name="Bad_Name"))),
+    Case("bad function name", 422, "ValidationError", (f"{F0}.name", "Bad.Name"), multipart(manifest(name="Bad.Name"))),
     Case("duplicate names", 422, "ValidationError", ("functions[1].name", "duplicate"),
          multipart({"functions": [fn("f"), fn("f")]}, {"f": GOOD_ZIP})),
     Case("missing handler file", 422, "ValidationError", (f"{F0}.handler", "main.py"), multipart(manifest(handler="main.handler"))),
@@ -270,7 +270,7 @@ def test_bad_input_is_refused_and_changes_nothing(gw: GatewayProcess, case: Case
 
 
 def test_every_problem_is_listed_at_once(gw: GatewayProcess) -> None:
-    bad = {"functions": [{**fn("f"), "memory_mb": 1, "timeout_s": -1, "env": ELEVEN_ENV}, {**fn("Bad"), "mode": "sometimes"}]}
+    bad = {"functions": [{**fn("f"), "memory_mb": 1, "timeout_s": -1, "env": ELEVEN_ENV}, {**fn("Bad.Name"), "mode": "sometimes"}]}
     spec = multipart(bad, {"f": GOOD_ZIP})(gw)
     assert gw.client is not None
     before = state(gw)

@@ -14,13 +14,13 @@ calls (``tsl.py``). Each change of a device's status is a message on :func:`stat
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from edgefc.devices import codes
+from edgefc.devices.outbox import Outbox, encode
 from edgefc.devices.registry import Device, DeviceState, Registry, device_path, now_ms
 from edgefc.devices.tsl import ThingModel
 from edgefc.errors import DeviceError, FunctionError, Unavailable, ValidationError
@@ -77,10 +77,6 @@ def _keys(args: dict[str, Any]) -> list[str]:
     return list(value)
 
 
-def _json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
-
-
 class DeviceService:
     """Serves ``device.*`` (drivers) and ``thing.*`` (applications) SDK calls and the devices API."""
 
@@ -93,8 +89,7 @@ class DeviceService:
         self.registry = Registry()
         self.callback_timeout_s = callback_timeout_s
         self._alive: dict[str, set[str]] = {}  # function → its instances that became ready and have not ended
-        # Messages held while a deployment is applied (its routes are not in place yet): (source id, topic, body).
-        self._held: list[tuple[str, str, bytes]] | None = None
+        self.outbox = Outbox(self._route, tasks)
         self._driver_ops: dict[str, Op] = {
             "list": self._list_mine, "register": self._register, "online": self._online, "offline": self._offline,
             "unregister": self._unregister, "report_properties": self._report_properties,
@@ -117,7 +112,7 @@ class DeviceService:
         functions.listen(self._instance_event)
 
     def close(self) -> None:
-        """Detach from the gateway (idempotent); the held-report tasks belong to ``tasks`` and end with it."""
+        """Detach from the gateway (idempotent); the outbox's tasks belong to ``tasks`` and end with it."""
         if self._before_apply in self.deployments.before_apply:
             self.deployments.before_apply.remove(self._before_apply)
         if self._applied in self.deployments.on_applied:
@@ -126,37 +121,23 @@ class DeviceService:
         self.functions.unhandle("thing", self._app_call)
         self.functions.unhandle("compat", self._compat_call)
         self.functions.unlisten(self._instance_event)
+        self.outbox.close()
 
     def _before_apply(self, prepared: Any) -> Callable[[], None]:
         previous = self.registry.apply(prepared.manifest.devices)
-        if self._held is None:
-            self._held = []
+        self.outbox.hold()
 
         def undo() -> None:
             self.registry.restore(previous)
-            self._spawn(self._release())  # the previous deployment's routes are still in place
+            self.outbox.spawn(self.outbox.release())  # the previous deployment's routes are still in place
 
         return undo
 
     async def _applied(self, prepared: Any) -> None:
-        await self._release()
+        await self.outbox.release()
 
-    async def _release(self) -> None:
-        """Route the held messages, in order (and those held meanwhile), then stop holding."""
-        held = self._held
-        if held is None:
-            return
-        while held:
-            source, topic, body = held.pop(0)
-            try:
-                await self.publish(topic, body, 0, "device", source)
-            except Exception:  # noqa: BLE001 — one refused message must not hold back the others
-                log.exception("could not route the held message on %s from device %s", topic, source)
-        if self._held is held:
-            self._held = None
-
-    def _spawn(self, coro: Any) -> None:
-        self.tasks.spawn(coro, "devices-publish")
+    async def _route(self, topic: str, body: bytes, source: str) -> None:
+        await self.publish(topic, body, 0, "device", source)
 
     # ---- instances ---------------------------------------------------------------------------------------------
 
@@ -173,7 +154,7 @@ class DeviceService:
         del self._alive[function]
         gone = self.registry.driver_gone(function)
         for device in gone:
-            self._spawn(self._status(device, online=False))
+            self.outbox.spawn(self._status(device, online=False))
         if gone:
             log.warning("driver %s has no running instance: %d device(s) offline (%s)", function, len(gone),
                         ", ".join(d.path for d in gone[:5]) + (" …" if len(gone) > 5 else ""))  # fmt: skip
@@ -266,7 +247,7 @@ class DeviceService:
         pk, dn = device.key
         body = {"status": "online" if online else "offline", "productKey": pk, "deviceName": dn,
                 "time": device.status_at, "lastTime": last or device.status_at}  # fmt: skip
-        await self._publish(device, status_topic(pk, dn), body)
+        await self.outbox.send(device.path, status_topic(pk, dn), body)
 
     async def _report_properties(self, driver: str, args: dict[str, Any]) -> None:
         pk = _text(args, "product_key", "the product key")
@@ -281,7 +262,7 @@ class DeviceService:
         at = device.seen()
         entries = {name: {"value": value, "time": at} for name, value in properties.items()}
         device.properties.update(entries)
-        await self._publish(device, property_topic(pk, dn), entries)
+        await self.outbox.send(device.path, property_topic(pk, dn), entries)
 
     async def _report_event(self, driver: str, args: dict[str, Any]) -> None:
         pk = _text(args, "product_key", "the product key")
@@ -295,13 +276,7 @@ class DeviceService:
         model = ThingModel.of(device.spec.config)
         if model is not None:
             model.check_event(name, params)
-        await self._publish(device, topic, {"params": {"value": params, "time": device.seen()}})
-
-    async def _publish(self, device: Device, topic: str, payload: Any) -> None:
-        if self._held is not None:
-            self._held.append((device.path, topic, _json(payload)))
-            return
-        await self.publish(topic, _json(payload), 0, "device", device.path)
+        await self.outbox.send(device.path, topic, {"params": {"value": params, "time": device.seen()}})
 
     async def _tsl(self, driver: str, args: dict[str, Any]) -> str | None:
         """The device's thing model text from its config (``tsl``/``tsl_ext_info``); None without one."""
@@ -313,7 +288,7 @@ class DeviceService:
             found = config.get("tsl")
         if found is None or isinstance(found, str):
             return found
-        return _json(found).decode()
+        return encode(found).decode()
 
     # ---- applications ------------------------------------------------------------------------------------------
 
