@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from tests.e2e.gateway_harness import GatewayProcess
-from tests.node.conftest import entry, js, logs_of
+from tests.node.conftest import deploy_once, entry, js, logs_of
 
 CALLBACK = """
 exports.handler = function (event, context, callback) {
@@ -49,9 +49,11 @@ exports.handler = (event, context, callback) => {
 
 
 def _deploy(gw: GatewayProcess) -> None:
-    gw.deploy(
-        {"functions": [entry("cb", memory_mb=128, timeout_s=5), entry("kinds"), entry("sync"), entry("cberr"), entry("esm"),
-                       entry("echo")]},
+    deploy_once(
+        gw,
+        {"version": "contract-1",
+         "functions": [entry("cb", memory_mb=128, timeout_s=5), entry("kinds"), entry("sync"), entry("cberr"),
+                       entry("esm"), entry("echo")]},
         {"cb": js(CALLBACK), "kinds": js(KINDS), "sync": js(SYNC), "cberr": js(CALLBACK_ERROR),
          "echo": js("exports.handler = async (event) => event;\n"),
          "esm": {"index.mjs": "import os from 'node:os';\nexport const handler = async (event) => `esm:${event}:${typeof os.hostname}`;\n"}},

@@ -6,7 +6,7 @@ import yaml
 
 from edgefc.package import zip_directory
 from tests.e2e.gateway_harness import GatewayProcess
-from tests.node.conftest import entry, js, logs_of
+from tests.node.conftest import deploy_once, entry, js, logs_of
 
 HEALTHY = "exports.handler = (event, context, callback) => callback(null, 'still here');\n"
 
@@ -47,8 +47,10 @@ exports.handler = async (event) => {
 
 
 def _deploy(gw: GatewayProcess) -> None:
-    gw.deploy(
-        {"functions": [entry("healthy"), entry("asyncthrow"), entry("never", timeout_s=1), entry("twice"),
+    deploy_once(
+        gw,
+        {"version": "failures-1",
+         "functions": [entry("healthy"), entry("asyncthrow"), entry("never", timeout_s=1), entry("twice"),
                        entry("busy", timeout_s=1), entry("rejected")]},  # fmt: skip
         {"healthy": js(HEALTHY), "asyncthrow": js(ASYNC_THROW), "never": js(NEVER), "twice": js(TWICE),
          "busy": js(BUSY), "rejected": js(REJECTED)},  # fmt: skip
