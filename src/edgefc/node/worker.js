@@ -156,6 +156,7 @@ async function load(init) {
   runtime.state.info = info;
   functionInfo = Object.freeze({ ...info });
   runtime.state.config = init.config ?? null;
+  logs.track(Number(init.max_concurrency ?? 1) > 1);
   handler = await resolveRef(codeDir, info.handler, label());
   if (info.initializer) {
     const initFn = await resolveRef(codeDir, info.initializer, label());

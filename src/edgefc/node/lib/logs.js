@@ -20,9 +20,18 @@ function currentRequest() {
   return null;
 }
 
+// With one event at a time (max_concurrency 1, the default) the event in flight is the one: AsyncLocalStorage,
+// whose hooks cost every promise and callback of the process something, is then never switched on.
+let tracking = false;
+
+/** Follow request ids through asynchronous code only when events can overlap. */
+function track(concurrent) {
+  tracking = Boolean(concurrent);
+}
+
 /** Run `fn` as part of request `rid`: everything it writes, now or in its callbacks, carries that id. */
 function runAs(rid, fn) {
-  return requests.run(rid, fn);
+  return tracking ? requests.run(rid, fn) : fn();
 }
 
 function cut(text) {
@@ -106,4 +115,4 @@ function requestLogger(emit, rid) {
   return logger;
 }
 
-module.exports = { active, capture, currentRequest, requestLogger, runAs };
+module.exports = { active, capture, currentRequest, requestLogger, runAs, track };
