@@ -66,6 +66,24 @@ exports.handler = (event, context, callback) => {
 };
 """
 
+# A driver in the style of the SDK's oldest examples (LightSensor): FC_DRIVER_CONFIG read at module load.
+OLD_STYLE = """
+const { RESULT_SUCCESS, RESULT_FAILURE, ThingAccessClient } = require('linkedge-thing-access-sdk');
+const driverConfig = JSON.parse(process.env.FC_DRIVER_CONFIG);
+const configs = driverConfig['deviceList'];
+if (!Array.isArray(configs) || configs.length === 0) throw new Error('No device is bound with the driver!');
+configs.forEach((config) => {
+  const callbacks = {
+    setProperties: () => ({code: RESULT_FAILURE, message: 'The property is read-only.'}),
+    getProperties: (keys) => ({code: RESULT_SUCCESS, message: 'success', params: {illuminance: config.custom.lux}}),
+    callService: () => ({code: RESULT_FAILURE, message: 'The requested service does not exist.'}),
+  };
+  const client = new ThingAccessClient(config, callbacks);
+  client.setup().then(() => client.registerAndOnline()).catch((err) => console.log(err));
+});
+module.exports.handler = function (event, context, callback) { callback(null); };
+"""
+
 PY_APP = """
 import lecoresdk
 
@@ -81,15 +99,23 @@ def _deploy(gw: GatewayProcess) -> None:
         folder = EXAMPLE / function["code"]
         sources[function["name"]] = {p.name: p.read_text() for p in folder.iterdir() if p.is_file()}
         function["code"] = f"./{function['name']}"
-    manifest["functions"] += [fn("py-lamp", mode="continuous"), entry("probe"), fn("py-app")]
+    manifest["functions"] += [fn("py-lamp", mode="continuous"), entry("probe"), fn("py-app"),
+                              entry("old-style", mode="continuous")]
     manifest["devices"].append({"product_key": "pypk", "device_name": "lamp-1", "driver": "py-lamp",
                                 "config": {"brightness": 30}, "tags": {"room": "lab"}})  # fmt: skip
-    sources.update({"py-lamp": PY_LAMP, "probe": js(PROBE), "py-app": PY_APP})
-    manifest["version"] = "linkedge-1"
+    manifest["devices"].append({"product_key": "oldpk", "device_name": "sensor-1", "driver": "old-style",
+                                "config": {"lux": 420}})  # fmt: skip
+    sources.update({"py-lamp": PY_LAMP, "probe": js(PROBE), "py-app": PY_APP, "old-style": js(OLD_STYLE)})
+    manifest["version"] = "linkedge-2"
     deploy_once(gw, manifest, sources)
     assert gw.client is not None
-    gw.wait_for(lambda: all(d["online"] and d["properties"] for d in gw.client.get("/v1/devices").json()),  # type: ignore[union-attr]
-                what="every lamp online with a report")  # fmt: skip
+
+    def ready() -> bool:
+        assert gw.client is not None
+        found = gw.client.get("/v1/devices").json()
+        return all(d["online"] and (d["properties"] or d["product_key"] == "oldpk") for d in found)
+
+    gw.wait_for(ready, what="every device online, every lamp with a report")
 
 
 def _driver_answers(gw: GatewayProcess, pk: str) -> list[tuple[int, Any]]:
@@ -129,6 +155,9 @@ def test_node_app_drives_lamps_through_linkedge_core_sdk(node_gateway: GatewayPr
     result = gw.invoke("lamp-app", b'{"brightness": 80}')
     assert result.status_code == 200, result.text
     assert result.json() == {"lamps": [{"productKey": "lamppk", "deviceName": "lamp-1", "brightness": 80}]}
+    # A driver written the oldest way (FC_DRIVER_CONFIG at load) registers and answers too.
+    assert gw.client is not None
+    assert gw.client.get("/v1/devices/oldpk/sensor-1/properties", params={"keys": "illuminance"}).json() == {"illuminance": 420}
     # A Python lecoresdk application reads the Node.js driver's lamp.
     assert gw.invoke("py-app").json() == {"brightness": 70}
     # The lamps' reports reach the app over its route.

@@ -150,6 +150,24 @@ function serveCallback(frame) {
     });
 }
 
+/**
+ * For a driver, FC_DRIVER_CONFIG as Link IoT Edge's older driver SDK read it at module load, synchronously:
+ * {"config", "deviceList": [{productKey, deviceName, custom}]}. Functions without devices get none.
+ */
+async function driverConfigEnv() {
+  let devices;
+  try {
+    devices = await runtime.call('device.list', {});
+  } catch (_) {
+    return; // a gateway without the devices service: nothing to describe
+  }
+  if (!Array.isArray(devices) || devices.length === 0) return;
+  process.env.FC_DRIVER_CONFIG = JSON.stringify({
+    config: runtime.state.config,
+    deviceList: devices.map((d) => ({ productKey: d.product_key, deviceName: d.device_name, custom: d.config ?? null })),
+  });
+}
+
 async function load(init) {
   const f = init.function;
   info = { name: f.name, handler: f.handler, memory: Number(f.memory), timeout: Number(f.timeout), version: String(f.version ?? ''), initializer: f.initializer ?? null };
@@ -157,6 +175,7 @@ async function load(init) {
   functionInfo = Object.freeze({ ...info });
   runtime.state.config = init.config ?? null;
   logs.track(Number(init.max_concurrency ?? 1) > 1);
+  await driverConfigEnv();
   handler = await resolveRef(codeDir, info.handler, label());
   if (info.initializer) {
     const initFn = await resolveRef(codeDir, info.initializer, label());
