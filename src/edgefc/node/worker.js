@@ -14,7 +14,7 @@ const { describe, errorBody, stackLines } = require('./lib/errors');
 const runtime = require('./lib/runtime');
 const { LoadError, callUser, encodeResult, once, resolveRef } = require('./lib/usercode');
 
-const ENV_KEYS = ['EDGEFC_WORKER_SOCKET', 'EDGEFC_WORKER_INSTANCE', 'EDGEFC_WORKER_KEY', 'EDGEFC_WORKER_CODE'];
+const ENV_KEYS = ['EDGEFC_WORKER_SOCKET', 'EDGEFC_WORKER_INSTANCE', 'EDGEFC_WORKER_KEY', 'EDGEFC_WORKER_CODE', 'EDGEFC_WORKER_STDIO'];
 // The worker answers a late event itself just before the gateway's deadline, so an event whose handler
 // never calls back fails as Timeout without costing the instance; a handler that blocks the event loop is
 // still killed by the gateway.
@@ -26,7 +26,7 @@ const params = ENV_KEYS.map((key) => {
   delete process.env[key];
   return value;
 });
-const [socketPath, instanceId, key, codeDir] = params;
+const [socketPath, instanceId, key, codeDir, stdioFds] = params;
 
 let sock = null;
 let info = null;
@@ -90,9 +90,9 @@ function invoke(frame) {
   let timer = null;
   const done = (err, value) => {
     clearTimeout(timer);
+    logs.runAs(rid, () => output.flush()); // what the event left unwritten, still under its request id
     inflight.delete(rid);
     logs.active.delete(rid);
-    output.flush();
     if (err === TIMED_OUT) {
       send({ t: 'error', id: rid, error: { type: 'Timeout', message: `${label()}: the handler neither called back nor returned within ${timeoutMs / 1000} s`, stack: [] } });
     } else if (err !== null) {
@@ -203,6 +203,7 @@ function initFailed(err) {
 function onInit(init) {
   runtime.state.send = send;
   output = logs.capture(emitLog);
+  if (stdioFds) logs.readPipes(stdioFds.split(',').map(Number), emitLog);
   try {
     process.chdir(codeDir);
   } catch (_) {
