@@ -194,3 +194,18 @@ def test_linkedge_core_sdk_callbacks_and_errors_match_the_real_package(node_gate
     assert _probe(gw, "invokeFunction", {"functionId": "lamp-app", "invocationType": "RequestResponse"})["error"] == (
         'Incorrect invocationType RequestResponse. It should be "Sync" or "Async".')
     assert isinstance(_probe(gw, "invokeFunction", {"functionId": "lamp-app", "invocationType": "Async", "payload": "{}"})["data"], str)
+
+
+def test_the_driver_and_app_templates_work_together(node_gateway: GatewayProcess) -> None:
+    from edgefc.node.templates import TEMPLATES
+
+    gw = node_gateway
+    sources = {name: {f: text.format(name=name) for f, text in TEMPLATES[kind][0].items()}
+               for name, kind in (("tdriver", "driver"), ("tapp", "app"))}  # fmt: skip
+    functions = [entry(name, **TEMPLATES[kind][1]) for name, kind in (("tdriver", "driver"), ("tapp", "app"))]
+    gw.deploy({"version": "templates-1", "functions": functions,
+               "devices": [{"product_key": "tpk", "device_name": "d1", "driver": "tdriver"}]}, sources)  # fmt: skip
+    assert gw.client is not None
+    gw.wait_for(lambda: gw.client.get("/v1/devices/tpk/d1").json()["online"], what="the template driver's device")  # type: ignore[union-attr]
+    answer = gw.invoke("tapp", b'{"productKey": "tpk", "deviceName": "d1"}')
+    assert answer.status_code == 200 and answer.json() == {"value": 0}, answer.text
