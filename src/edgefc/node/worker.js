@@ -42,8 +42,24 @@ function send(frame) {
   if (sock !== null && !sock.destroyed) sock.write(encode(frame));
 }
 
+// Writes to the gateway never block in Node: a handler printing in a tight loop would queue its lines in
+// memory without end. Past this backlog, lines are dropped and counted, and the count is logged once the
+// gateway has caught up (the Python worker blocks on its socket instead).
+const LOG_BACKLOG_BYTES = 8 * 1024 * 1024;
+let droppedLines = 0;
+
 function emitLog(level, stream, requestId, message) {
   try {
+    if (sock !== null && sock.writableLength > LOG_BACKLOG_BYTES) {
+      droppedLines += 1;
+      return;
+    }
+    if (droppedLines > 0) {
+      const dropped = droppedLines;
+      droppedLines = 0;
+      send({ t: 'log', time: Date.now() / 1000, level: 'warning', stream: 'stderr', request_id: requestId,
+        message: `${label()}: ${dropped} log lines dropped: written faster than the gateway could take them` });
+    }
     send({ t: 'log', time: Date.now() / 1000, level, stream, request_id: requestId, message });
   } catch (_) {
     // a log line must never take the worker down
@@ -299,6 +315,9 @@ function main() {
       return;
     }
     for (const frame of frames) dispatch(frame);
+  });
+  sock.on('drain', () => {
+    if (droppedLines > 0) emitLog('warning', 'stderr', null, `${label()}: the log backlog is written out`);
   });
   sock.on('error', () => {});
   sock.on('close', () => {
