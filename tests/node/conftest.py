@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,4 +48,14 @@ def logs_of(gw: GatewayProcess, name: str, **params: str) -> list[dict[str, obje
     return response.json()["entries"]  # type: ignore[no-any-return]
 
 
-__all__ = ["Path", "entry", "js", "logs_of", "need_node"]
+
+
+def deploy_once(gw: GatewayProcess, manifest: dict[str, Any], sources: dict[str, Any]) -> None:
+    """Deploy ``manifest`` (which names a ``version``) unless that version is already the applied one.
+
+    A module's tests share one gateway and mostly one deployment: deploying it again for each test would only
+    re-run the deploy checks (a ``node --check`` per function) on a busy machine.
+    """
+    assert gw.client is not None and manifest.get("version")
+    if gw.client.get("/v1/deployment").json().get("version") != manifest["version"]:
+        gw.deploy(manifest, sources)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,16 @@ def test_no_node_on_the_gateway_is_refused_naming_the_runtime(tmp_path: Path, mo
     (tmp_path / "index.js").write_text("exports.handler = () => 1;\n")
     problems = code_problems(_spec(), tmp_path, path="functions[0]")
     assert len(problems) == 1 and problems[0].startswith("functions[0].runtime: nodejs20 needs Node.js >= 20")
+
+
+@pytest.mark.parametrize("template", ["on-demand", "continuous", "driver", "app"])
+def test_every_node_template_is_valid_javascript(template: str, tmp_path: Path) -> None:
+    node = need_node()
+    from edgefc.node.templates import TEMPLATES
+
+    files, settings, next_step = TEMPLATES[template]
+    for filename, text in files.items():
+        (tmp_path / filename).write_text(text.format(name="demo"))
+        checked = subprocess.run([node, "--check", str(tmp_path / filename)], capture_output=True, text=True, check=False)
+        assert checked.returncode == 0, checked.stderr
+    assert settings["mode"] in ("on_demand", "continuous") and "demo" in next_step.format(name="demo")

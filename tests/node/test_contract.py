@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from tests.e2e.gateway_harness import GatewayProcess
-from tests.node.conftest import entry, js, logs_of
+from tests.node.conftest import deploy_once, entry, js, logs_of
 
 CALLBACK = """
 exports.handler = function (event, context, callback) {
@@ -38,6 +38,15 @@ exports.handler = async (event, context) => {
 };
 """
 
+# A subprocess writing straight to the fds it inherits: its lines are the function's log entries too.
+CHILD = """
+const { spawnSync } = require('child_process');
+exports.handler = (event, context, callback) => {
+  spawnSync('sh', ['-c', 'echo from the child; echo child complains >&2'], {stdio: 'inherit'});
+  callback(null, context.requestId);
+};
+"""
+
 SYNC = "exports.handler = (event, context) => 'sync:' + event.toString();\n"
 
 CALLBACK_ERROR = """
@@ -49,11 +58,14 @@ exports.handler = (event, context, callback) => {
 
 
 def _deploy(gw: GatewayProcess) -> None:
-    gw.deploy(
-        {"functions": [entry("cb", memory_mb=128, timeout_s=5), entry("kinds"), entry("sync"), entry("cberr"), entry("esm"),
-                       entry("echo")]},
+    deploy_once(
+        gw,
+        {"version": "contract-1",
+         "functions": [entry("cb", memory_mb=128, timeout_s=5), entry("kinds"), entry("sync"), entry("cberr"),
+                       entry("esm"), entry("echo"), entry("child")]},
         {"cb": js(CALLBACK), "kinds": js(KINDS), "sync": js(SYNC), "cberr": js(CALLBACK_ERROR),
          "echo": js("exports.handler = async (event) => event;\n"),
+         "child": js(CHILD),
          "esm": {"index.mjs": "import os from 'node:os';\nexport const handler = async (event) => `esm:${event}:${typeof os.hostname}`;\n"}},
     )
 
@@ -134,3 +146,13 @@ def test_init_scaffolds_a_node_function_that_deploys_and_answers(node_gateway: G
     assert gw.invoke("greeter", b'{"name": "edge"}').json() == {"hello": "edge"}
     refused = gw.cli("init", "other", "--dir", str(tmp_path), "--runtime", "nodejs8")
     assert refused.returncode == 2 and b"nodejs8" in refused.stderr
+
+
+def test_output_of_subprocesses_is_captured_as_log_lines(node_gateway: GatewayProcess) -> None:
+    gw = node_gateway
+    _deploy(gw)
+    rid = gw.invoke("child").text
+    entries = gw.wait_for(lambda: found if len(found := logs_of(gw, "child")) >= 2 else None, what="both lines")
+    assert {(e["message"], e["level"], e["stream"]) for e in entries} == {
+        ("from the child", "info", "stdout"), ("child complains", "warning", "stderr")}
+    assert all(e["request_id"] == rid for e in entries), entries

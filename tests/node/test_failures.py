@@ -6,7 +6,7 @@ import yaml
 
 from edgefc.package import zip_directory
 from tests.e2e.gateway_harness import GatewayProcess
-from tests.node.conftest import entry, js, logs_of
+from tests.node.conftest import deploy_once, entry, js, logs_of
 
 HEALTHY = "exports.handler = (event, context, callback) => callback(null, 'still here');\n"
 
@@ -47,8 +47,10 @@ exports.handler = async (event) => {
 
 
 def _deploy(gw: GatewayProcess) -> None:
-    gw.deploy(
-        {"functions": [entry("healthy"), entry("asyncthrow"), entry("never", timeout_s=1), entry("twice"),
+    deploy_once(
+        gw,
+        {"version": "failures-1",
+         "functions": [entry("healthy"), entry("asyncthrow"), entry("never", timeout_s=1), entry("twice"),
                        entry("busy", timeout_s=1), entry("rejected")]},  # fmt: skip
         {"healthy": js(HEALTHY), "asyncthrow": js(ASYNC_THROW), "never": js(NEVER), "twice": js(TWICE),
          "busy": js(BUSY), "rejected": js(REJECTED)},  # fmt: skip
@@ -170,3 +172,26 @@ def test_bad_modules_are_refused_naming_the_function_and_change_nothing(node_gat
     assert gw.client.get("/v1/deployment").json()["version"] == before
     assert gw.invoke("healthy").content == b"still here"
     assert gw.invoke("twice").content == b"first"
+
+
+FLOOD = """
+exports.handler = (event, context, callback) => {
+  const line = 'x'.repeat(200);
+  for (let i = 0; i < 250000; i++) console.log(line);  // 50 MB of lines in one synchronous burst
+  callback(null, 'flooded');
+};
+"""
+
+
+def test_a_log_flood_is_cut_not_held_in_the_workers_memory(node_gateway: GatewayProcess) -> None:
+    gw = node_gateway
+    gw.deploy({"version": "flood-1", "functions": [entry("flood", memory_mb=96, timeout_s=20), entry("healthy")]},
+              {"flood": js(FLOOD), "healthy": js(HEALTHY)})  # fmt: skip
+    response = gw.invoke("flood")
+    assert (response.status_code, response.content) == (200, b"flooded"), response.text
+    # Without the worker's backlog cap the queued lines alone would outgrow the 96 MB limit.
+    assert gw.status("flood")["cold_starts"] == 1
+    dropped = gw.wait_for(lambda: [e for e in logs_of(gw, "flood", level="warning", q="dropped")] or None,
+                          what="a count of dropped lines")  # fmt: skip
+    assert "dropped" in str(dropped[0]["message"])
+    assert gw.invoke("healthy").content == b"still here"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tests.e2e.gateway_harness import GatewayProcess, fn
-from tests.node.conftest import entry, js
+from tests.node.conftest import deploy_once, entry, js
 
 NODE_CALLER = """
 const fc = require('edgefc');
@@ -62,10 +62,12 @@ def handler(event, context):
 
 
 def _deploy(gw: GatewayProcess) -> None:
-    gw.deploy(
+    deploy_once(
+        gw,
         {
-            "functions": [entry("node-caller", timeout_s=10), entry("node-sink"), fn("py-echo"), fn("py-caller", timeout_s=10),
-                          fn("py-sink")],
+            "version": "interop-1",
+            "functions": [entry("node-caller", timeout_s=10), entry("node-sink"), fn("py-echo"),
+                          fn("py-caller", timeout_s=10), fn("py-sink")],
             "routes": [
                 {"name": "node-to-py", "source": "function:node-caller", "topic": "from/node/#", "target": "function:py-sink"},
                 {"name": "shared-node", "source": "api", "topic": "shared/#", "target": "function:node-sink"},

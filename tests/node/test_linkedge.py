@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from tests.e2e.gateway_harness import GatewayProcess, fn
-from tests.node.conftest import entry, js, logs_of
+from tests.node.conftest import deploy_once, entry, js, logs_of
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "nodejs"
 
@@ -66,6 +66,24 @@ exports.handler = (event, context, callback) => {
 };
 """
 
+# A driver in the style of the SDK's oldest examples (LightSensor): FC_DRIVER_CONFIG read at module load.
+OLD_STYLE = """
+const { RESULT_SUCCESS, RESULT_FAILURE, ThingAccessClient } = require('linkedge-thing-access-sdk');
+const driverConfig = JSON.parse(process.env.FC_DRIVER_CONFIG);
+const configs = driverConfig['deviceList'];
+if (!Array.isArray(configs) || configs.length === 0) throw new Error('No device is bound with the driver!');
+configs.forEach((config) => {
+  const callbacks = {
+    setProperties: () => ({code: RESULT_FAILURE, message: 'The property is read-only.'}),
+    getProperties: (keys) => ({code: RESULT_SUCCESS, message: 'success', params: {illuminance: config.custom.lux}}),
+    callService: () => ({code: RESULT_FAILURE, message: 'The requested service does not exist.'}),
+  };
+  const client = new ThingAccessClient(config, callbacks);
+  client.setup().then(() => client.registerAndOnline()).catch((err) => console.log(err));
+});
+module.exports.handler = function (event, context, callback) { callback(null); };
+"""
+
 PY_APP = """
 import lecoresdk
 
@@ -81,20 +99,31 @@ def _deploy(gw: GatewayProcess) -> None:
         folder = EXAMPLE / function["code"]
         sources[function["name"]] = {p.name: p.read_text() for p in folder.iterdir() if p.is_file()}
         function["code"] = f"./{function['name']}"
-    manifest["functions"] += [fn("py-lamp", mode="continuous"), entry("probe"), fn("py-app")]
+    manifest["functions"] += [fn("py-lamp", mode="continuous"), entry("probe"), fn("py-app"),
+                              entry("old-style", mode="continuous")]
     manifest["devices"].append({"product_key": "pypk", "device_name": "lamp-1", "driver": "py-lamp",
                                 "config": {"brightness": 30}, "tags": {"room": "lab"}})  # fmt: skip
-    sources.update({"py-lamp": PY_LAMP, "probe": js(PROBE), "py-app": PY_APP})
-    gw.deploy(manifest, sources)
+    manifest["devices"].append({"product_key": "oldpk", "device_name": "sensor-1", "driver": "old-style",
+                                "config": {"lux": 420}})  # fmt: skip
+    sources.update({"py-lamp": PY_LAMP, "probe": js(PROBE), "py-app": PY_APP, "old-style": js(OLD_STYLE)})
+    manifest["version"] = "linkedge-2"
+    deploy_once(gw, manifest, sources)
     assert gw.client is not None
-    gw.wait_for(lambda: all(d["online"] and d["properties"] for d in gw.client.get("/v1/devices").json()),  # type: ignore[union-attr]
-                what="every lamp online with a report")  # fmt: skip
+
+    def ready() -> bool:
+        assert gw.client is not None
+        found = gw.client.get("/v1/devices").json()
+        return all(d["online"] and (d["properties"] or d["product_key"] == "oldpk") for d in found)
+
+    gw.wait_for(ready, what="every device online, every lamp with a report")
 
 
 def _driver_answers(gw: GatewayProcess, pk: str) -> list[tuple[int, Any]]:
     client = gw.client
     assert client is not None
     base = f"/v1/devices/{pk}/lamp-1"
+    # The module's tests share the deployment: start from the configured brightness whatever ran before.
+    assert client.post(f"{base}/properties", json={"brightness": 30}).status_code == 200
     calls = [
         client.get(f"{base}/properties", params={"keys": "brightness"}),
         client.get(f"{base}/properties", params={"keys": "brightness,color"}),
@@ -105,8 +134,7 @@ def _driver_answers(gw: GatewayProcess, pk: str) -> list[tuple[int, Any]]:
         client.post(f"{base}/services/blink", json={}),
         client.post(f"{base}/services/fly", json={}),
     ]
-    shown = client.get(base).json()
-    return [(r.status_code, r.json()) for r in calls] + [(200, shown["online"]), (200, shown["properties"]["brightness"]["value"])]
+    return [(r.status_code, r.json()) for r in calls] + [(200, client.get(base).json()["online"])]
 
 
 def test_node_driver_answers_as_the_python_compat_driver_does(node_gateway: GatewayProcess) -> None:
@@ -118,7 +146,7 @@ def test_node_driver_answers_as_the_python_compat_driver_does(node_gateway: Gate
     assert node[1][0] == 422 and node[1][1]["error"]["code"] == 109002
     assert node[3] == (200, {"brightness": 55})
     assert node[7][1]["error"] == {"type": "DeviceError", "code": 109005, "message": "no service fly"}
-    assert node[6] == (200, {"blinks": 3})
+    assert node[6][0] == 200 and node[6][1]["blinks"] == node[5][1]["blinks"] + 1
 
 
 def test_node_app_drives_lamps_through_linkedge_core_sdk(node_gateway: GatewayProcess) -> None:
@@ -127,6 +155,9 @@ def test_node_app_drives_lamps_through_linkedge_core_sdk(node_gateway: GatewayPr
     result = gw.invoke("lamp-app", b'{"brightness": 80}')
     assert result.status_code == 200, result.text
     assert result.json() == {"lamps": [{"productKey": "lamppk", "deviceName": "lamp-1", "brightness": 80}]}
+    # A driver written the oldest way (FC_DRIVER_CONFIG at load) registers and answers too.
+    assert gw.client is not None
+    assert gw.client.get("/v1/devices/oldpk/sensor-1/properties", params={"keys": "illuminance"}).json() == {"illuminance": 420}
     # A Python lecoresdk application reads the Node.js driver's lamp.
     assert gw.invoke("py-app").json() == {"brightness": 70}
     # The lamps' reports reach the app over its route.
@@ -163,3 +194,18 @@ def test_linkedge_core_sdk_callbacks_and_errors_match_the_real_package(node_gate
     assert _probe(gw, "invokeFunction", {"functionId": "lamp-app", "invocationType": "RequestResponse"})["error"] == (
         'Incorrect invocationType RequestResponse. It should be "Sync" or "Async".')
     assert isinstance(_probe(gw, "invokeFunction", {"functionId": "lamp-app", "invocationType": "Async", "payload": "{}"})["data"], str)
+
+
+def test_the_driver_and_app_templates_work_together(node_gateway: GatewayProcess) -> None:
+    from edgefc.node.templates import TEMPLATES
+
+    gw = node_gateway
+    sources = {name: {f: text.format(name=name) for f, text in TEMPLATES[kind][0].items()}
+               for name, kind in (("tdriver", "driver"), ("tapp", "app"))}  # fmt: skip
+    functions = [entry(name, **TEMPLATES[kind][1]) for name, kind in (("tdriver", "driver"), ("tapp", "app"))]
+    gw.deploy({"version": "templates-1", "functions": functions,
+               "devices": [{"product_key": "tpk", "device_name": "d1", "driver": "tdriver"}]}, sources)  # fmt: skip
+    assert gw.client is not None
+    gw.wait_for(lambda: gw.client.get("/v1/devices/tpk/d1").json()["online"], what="the template driver's device")  # type: ignore[union-attr]
+    answer = gw.invoke("tapp", b'{"productKey": "tpk", "deviceName": "d1"}')
+    assert answer.status_code == 200 and answer.json() == {"value": 0}, answer.text

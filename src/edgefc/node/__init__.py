@@ -90,18 +90,9 @@ def runtime_dirs(binary: str | None = None) -> list[str]:
     return [prefix]
 
 
-TEMPLATE = """'use strict';
-// {name}: an edgefc function in Node.js (docs/nodejs.md).
-
-exports.handler = (event, context, callback) => {{
-  // Called once per event: `event` is a Buffer; answer with callback(err, result) or return a promise.
-  const data = JSON.parse(event.toString() || '{{}}');
-  context.logger.info(`hello from ${{context.function.name}}`);
-  callback(null, {{ hello: data.name || 'world' }});
-}};
-"""
-
 
 def scaffold_source(name: str) -> str:
     """The ``index.js`` that ``edgefc init --runtime nodejs20`` writes for function ``name``."""
-    return TEMPLATE.format(name=name)
+    from edgefc.node.templates import TEMPLATES
+
+    return TEMPLATES["on-demand"][0]["index.js"].format(name=name)

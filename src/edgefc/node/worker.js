@@ -5,18 +5,16 @@
 // Started by the sandbox as `node [--max-old-space-size=N] worker.js` with EDGEFC_WORKER_{SOCKET,INSTANCE,
 // KEY,CODE} in its environment; those are removed before user code runs.
 
-const fs = require('fs');
 const net = require('net');
-const path = require('path');
 const { performance } = require('perf_hooks');
-const { pathToFileURL } = require('url');
 
 const { encode, asBuffer, FrameSplitter } = require('./lib/protocol');
 const logs = require('./lib/logs');
 const { describe, errorBody, stackLines } = require('./lib/errors');
 const runtime = require('./lib/runtime');
+const { LoadError, callUser, encodeResult, once, resolveRef } = require('./lib/usercode');
 
-const ENV_KEYS = ['EDGEFC_WORKER_SOCKET', 'EDGEFC_WORKER_INSTANCE', 'EDGEFC_WORKER_KEY', 'EDGEFC_WORKER_CODE'];
+const ENV_KEYS = ['EDGEFC_WORKER_SOCKET', 'EDGEFC_WORKER_INSTANCE', 'EDGEFC_WORKER_KEY', 'EDGEFC_WORKER_CODE', 'EDGEFC_WORKER_STDIO'];
 // The worker answers a late event itself just before the gateway's deadline, so an event whose handler
 // never calls back fails as Timeout without costing the instance; a handler that blocks the event loop is
 // still killed by the gateway.
@@ -28,7 +26,7 @@ const params = ENV_KEYS.map((key) => {
   delete process.env[key];
   return value;
 });
-const [socketPath, instanceId, key, codeDir] = params;
+const [socketPath, instanceId, key, codeDir, stdioFds] = params;
 
 let sock = null;
 let info = null;
@@ -44,8 +42,24 @@ function send(frame) {
   if (sock !== null && !sock.destroyed) sock.write(encode(frame));
 }
 
+// Writes to the gateway never block in Node: a handler printing in a tight loop would queue its lines in
+// memory without end. Past this backlog, lines are dropped and counted, and the count is logged once the
+// gateway has caught up (the Python worker blocks on its socket instead).
+const LOG_BACKLOG_BYTES = 8 * 1024 * 1024;
+let droppedLines = 0;
+
 function emitLog(level, stream, requestId, message) {
   try {
+    if (sock !== null && sock.writableLength > LOG_BACKLOG_BYTES) {
+      droppedLines += 1;
+      return;
+    }
+    if (droppedLines > 0) {
+      const dropped = droppedLines;
+      droppedLines = 0;
+      send({ t: 'log', time: Date.now() / 1000, level: 'warning', stream: 'stderr', request_id: requestId,
+        message: `${label()}: ${dropped} log lines dropped: written faster than the gateway could take them` });
+    }
     send({ t: 'log', time: Date.now() / 1000, level, stream, request_id: requestId, message });
   } catch (_) {
     // a log line must never take the worker down
@@ -65,60 +79,6 @@ function exit(code) {
   setTimeout(done, 500).unref();
   if (sock !== null && !sock.destroyed) sock.end(done);
   else done();
-}
-
-/** A function that passes its first call to `done(err, value)` and every later one to `again()`. */
-function once(done, again) {
-  let settled = false;
-  return (err, value) => {
-    if (settled) {
-      again();
-      return;
-    }
-    settled = true;
-    done(err, value);
-  };
-}
-
-/**
- * Call user function `fn(...args, callback)` and hand its outcome to `finish(err, value)`, whichever way it
- * answers: the callback, a returned promise, or (with no callback parameter) a plain return value.
- */
-function callUser(fn, args, finish) {
-  const failure = (err) => (err === undefined || err === null ? new Error(`threw ${err}`) : err);
-  let returned;
-  try {
-    returned = fn(...args, (err, value) => finish(err === undefined || err === null ? null : err, value));
-  } catch (err) {
-    finish(failure(err));
-    return;
-  }
-  if (returned !== null && typeof returned === 'object' && typeof returned.then === 'function') {
-    returned.then((value) => finish(null, value), (err) => finish(failure(err)));
-  } else if (fn.length <= args.length) {
-    finish(null, returned);
-  }
-}
-
-function encodeResult(value) {
-  if (value === undefined || value === null) return Buffer.alloc(0);
-  if (Buffer.isBuffer(value)) return value;
-  if (value instanceof Uint8Array) return Buffer.from(value.buffer, value.byteOffset, value.byteLength);
-  if (typeof value === 'string') return Buffer.from(value, 'utf8');
-  let text;
-  try {
-    text = JSON.stringify(value);
-  } catch (err) {
-    throw new TypeError(`the handler returned ${typeName(value)}, which is not a Buffer, string or JSON: ${err.message}`);
-  }
-  if (text === undefined) throw new TypeError(`the handler returned ${typeName(value)}, which is not a Buffer, string or JSON`);
-  return Buffer.from(text, 'utf8');
-}
-
-function typeName(value) {
-  if (value === null) return 'null';
-  if (typeof value === 'object') return (value.constructor && value.constructor.name) || 'object';
-  return typeof value;
 }
 
 function makeContext(rid, trigger, deadline) {
@@ -146,9 +106,9 @@ function invoke(frame) {
   let timer = null;
   const done = (err, value) => {
     clearTimeout(timer);
+    logs.runAs(rid, () => output.flush()); // what the event left unwritten, still under its request id
     inflight.delete(rid);
     logs.active.delete(rid);
-    output.flush();
     if (err === TIMED_OUT) {
       send({ t: 'error', id: rid, error: { type: 'Timeout', message: `${label()}: the handler neither called back nor returned within ${timeoutMs / 1000} s`, stack: [] } });
     } else if (err !== null) {
@@ -206,62 +166,22 @@ function serveCallback(frame) {
     });
 }
 
-/** The file a module path names: <base>.js, .cjs, .mjs or <base>/index.js (as the deploy check looks). */
-function moduleFile(base) {
-  const candidates = [`${base}.js`, `${base}.cjs`, `${base}.mjs`, path.join(base, 'index.js')];
-  return candidates.find((candidate) => fs.existsSync(candidate)) ?? null;
-}
-
-/** Resolve "dir.module.export" to that export of the module's file; ES modules are imported. Throws LoadError. */
-async function resolveRef(ref) {
-  const dot = ref.lastIndexOf('.');
-  const moduleName = ref.slice(0, dot);
-  const exportName = ref.slice(dot + 1);
-  const file = moduleFile(path.join(codeDir, ...moduleName.split('.')));
-  if (file === null) {
-    const shown = moduleName.split('.').join('/');
-    throw new LoadError(`${label()}: the handler '${ref}' needs ${shown}.js in the function's code, which has no such file`);
-  }
-  const shown = path.relative(codeDir, file);
-  let mod;
+/**
+ * For a driver, FC_DRIVER_CONFIG as Link IoT Edge's older driver SDK read it at module load, synchronously:
+ * {"config", "deviceList": [{productKey, deviceName, custom}]}. Functions without devices get none.
+ */
+async function driverConfigEnv() {
+  let devices;
   try {
-    mod = file.endsWith('.mjs') ? await import(pathToFileURL(file).href) : require(file);
-  } catch (err) {
-    if (!(err && err.code === 'ERR_REQUIRE_ESM')) {
-      throw new LoadError(`${label()}: loading ${shown} failed: ${describeLoad(err)}`, err);
-    }
-    try {
-      mod = await import(pathToFileURL(file).href); // a .js file of a "type": "module" package
-    } catch (esmErr) {
-      throw new LoadError(`${label()}: loading ${shown} failed: ${describeLoad(esmErr)}`, esmErr);
-    }
+    devices = await runtime.call('device.list', {});
+  } catch (_) {
+    return; // a gateway without the devices service: nothing to describe
   }
-  let fn = mod !== null && mod !== undefined ? mod[exportName] : undefined;
-  if (fn === undefined && mod && mod.default && typeof mod.default === 'object') fn = mod.default[exportName];
-  if (typeof fn !== 'function') {
-    const names = mod ? Object.keys(mod).filter((k) => typeof mod[k] === 'function') : [];
-    const hint = names.length ? ` (functions it exports: ${names.slice(0, 8).join(', ')})` : ' (it exports no functions)';
-    const what = fn === undefined ? 'does not export' : `exports a ${typeName(fn)} as`;
-    throw new LoadError(`${label()}: ${shown} ${what} '${exportName}'; write exports.${exportName} = function (event, context, callback) {...}${hint}`);
-  }
-  return fn;
-}
-
-function describeLoad(err) {
-  if (err instanceof SyntaxError) {
-    // Node puts "file:line" and the offending source above the message in the stack: show where.
-    const where = String(err.stack || '').split('\n')[0];
-    return `${describe(err)} (${where.startsWith(codeDir) ? path.relative(codeDir, where) : where})`;
-  }
-  return describe(err).split('\n')[0];
-}
-
-class LoadError extends Error {
-  constructor(message, cause) {
-    super(message);
-    this.name = 'LoadError';
-    this.userStack = cause === undefined ? [] : stackLines(cause);
-  }
+  if (!Array.isArray(devices) || devices.length === 0) return;
+  process.env.FC_DRIVER_CONFIG = JSON.stringify({
+    config: runtime.state.config,
+    deviceList: devices.map((d) => ({ productKey: d.product_key, deviceName: d.device_name, custom: d.config ?? null })),
+  });
 }
 
 async function load(init) {
@@ -270,9 +190,11 @@ async function load(init) {
   runtime.state.info = info;
   functionInfo = Object.freeze({ ...info });
   runtime.state.config = init.config ?? null;
-  handler = await resolveRef(info.handler);
+  logs.track(Number(init.max_concurrency ?? 1) > 1);
+  await driverConfigEnv();
+  handler = await resolveRef(codeDir, info.handler, label());
   if (info.initializer) {
-    const initFn = await resolveRef(info.initializer);
+    const initFn = await resolveRef(codeDir, info.initializer, label());
     const ctx = makeContext('init', { type: 'init' }, performance.now() + info.timeout * 1000);
     await new Promise((resolve, reject) => {
       logs.active.add('init');
@@ -297,6 +219,7 @@ function initFailed(err) {
 function onInit(init) {
   runtime.state.send = send;
   output = logs.capture(emitLog);
+  if (stdioFds) logs.readPipes(stdioFds.split(',').map(Number), emitLog);
   try {
     process.chdir(codeDir);
   } catch (_) {
@@ -392,6 +315,9 @@ function main() {
       return;
     }
     for (const frame of frames) dispatch(frame);
+  });
+  sock.on('drain', () => {
+    if (droppedLines > 0) emitLog('warning', 'stderr', null, `${label()}: the log backlog is written out`);
   });
   sock.on('error', () => {});
   sock.on('close', () => {

@@ -75,7 +75,8 @@ def _child(req: dict[str, Any], server_pid: int, confined: bool) -> None:
         os.chdir(req["code_dir"])
         if req.get("exec"):  # another runtime's worker (Node.js): it reads its parameters from the environment
             os.environ.update(EDGEFC_WORKER_SOCKET=req["socket"], EDGEFC_WORKER_INSTANCE=req["instance"],
-                              EDGEFC_WORKER_KEY=req["key"], EDGEFC_WORKER_CODE=req["code_dir"])  # fmt: skip
+                              EDGEFC_WORKER_KEY=req["key"], EDGEFC_WORKER_CODE=req["code_dir"],
+                              EDGEFC_WORKER_STDIO=_stdio_pipes())  # fmt: skip
             os.execve(req["exec"][0], req["exec"], os.environ)
         code = worker_main.run(req["socket"], req["instance"], req["key"], req["code_dir"])
     except BaseException as exc:  # noqa: BLE001 — anything here must end in _exit, never back in the server
@@ -90,6 +91,19 @@ def _child(req: dict[str, Any], server_pid: int, confined: bool) -> None:
         except Exception:  # noqa: BLE001
             pass
         os._exit(code)
+
+
+def _stdio_pipes() -> str:
+    """Point fd 1 and 2 at pipes and return their read ends as "out,err" for an exec'd worker to read: what its
+    subprocesses and native code write becomes log lines, as the Python worker's output.capture_fds does."""
+    ends = []
+    for fd in (1, 2):
+        r, w = os.pipe()
+        os.dup2(w, fd)
+        os.close(w)
+        os.set_inheritable(r, True)
+        ends.append(str(r))
+    return ",".join(ends)
 
 
 def serve(ctrl: socket.socket) -> None:

@@ -4,6 +4,9 @@
 // callbacks and awaits); console.* calls keep their level, raw stdout lines are info, raw stderr lines warning.
 
 const { AsyncLocalStorage } = require('async_hooks');
+const fs = require('fs');
+const net = require('net');
+const { StringDecoder } = require('string_decoder');
 const util = require('util');
 
 // Longer lines are cut here already, as the Python worker does (output.MAX_LINE_CHARS).
@@ -20,9 +23,18 @@ function currentRequest() {
   return null;
 }
 
+// With one event at a time (max_concurrency 1, the default) the event in flight is the one: AsyncLocalStorage,
+// whose hooks cost every promise and callback of the process something, is then never switched on.
+let tracking = false;
+
+/** Follow request ids through asynchronous code only when events can overlap. */
+function track(concurrent) {
+  tracking = Boolean(concurrent);
+}
+
 /** Run `fn` as part of request `rid`: everything it writes, now or in its callbacks, carries that id. */
 function runAs(rid, fn) {
-  return requests.run(rid, fn);
+  return tracking ? requests.run(rid, fn) : fn();
 }
 
 function cut(text) {
@@ -92,8 +104,48 @@ function capture(emit) {
       emit(level, stream, currentRequest(), cut(text));
     };
   }
-  return { flush: () => { buffers.stdout.flush(); buffers.stderr.flush(); } };
+  return {
+    flush: () => {
+      for (const drain of drains) drain();
+      buffers.stdout.flush();
+      buffers.stderr.flush();
+    },
+  };
 }
+
+/**
+ * Read the pipes the process sandbox put behind fd 1 and 2 ([out, err]): what subprocesses with inherited
+ * stdio and native code write there becomes entries too (stdout info, stderr warning), split into lines.
+ */
+function readPipes(fds, emit) {
+  fds.forEach((fd, i) => {
+    const name = i === 0 ? 'stdout' : 'stderr';
+    const lines = new LineBuffer(emit, name, i === 0 ? 'info' : 'warning');
+    const decoder = new StringDecoder('utf8');
+    const pipe = new net.Socket({ fd, readable: true, writable: false });
+    pipe.on('data', (chunk) => lines.write(decoder.write(chunk)));
+    pipe.on('end', () => lines.flush());
+    pipe.on('error', () => {});
+    pipe.unref(); // output to read is no reason to keep the process
+    // Before an event is answered, what its subprocess wrote is read at once (the pipe is non-blocking), so
+    // those lines still carry its request id instead of arriving a tick after it finished.
+    const chunk = Buffer.allocUnsafe(65536);
+    drains.push(() => {
+      for (;;) {
+        let n;
+        try {
+          n = fs.readSync(fd, chunk, 0, chunk.length, null);
+        } catch (_) {
+          return; // EAGAIN: nothing more right now
+        }
+        if (n <= 0) return;
+        lines.write(decoder.write(chunk.subarray(0, n)));
+      }
+    });
+  });
+}
+
+const drains = [];
 
 /** A console-like logger whose entries carry `rid` (context.logger). */
 function requestLogger(emit, rid) {
@@ -106,4 +158,4 @@ function requestLogger(emit, rid) {
   return logger;
 }
 
-module.exports = { active, capture, currentRequest, requestLogger, runAs };
+module.exports = { active, capture, currentRequest, readPipes, requestLogger, runAs, track };

@@ -31,19 +31,24 @@ class FrameSplitter {
   constructor() {
     this.chunks = [];
     this.size = 0;
+    this.need = 4; // bytes before the next frame can be complete: chunks are joined only once they are there
   }
 
   push(chunk) {
     this.chunks.push(chunk);
     this.size += chunk.length;
     const frames = [];
-    if (this.size < 4) return frames;
-    let buf = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.size);
+    if (this.size < this.need) return frames;
+    const buf = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks, this.size);
     let pos = 0;
+    this.need = 4;
     while (buf.length - pos >= 4) {
       const length = buf.readUInt32BE(pos);
       if (length > MAX_FRAME) throw new Error(`frame of ${length} bytes exceeds ${MAX_FRAME}`);
-      if (buf.length - pos - 4 < length) break;
+      if (buf.length - pos - 4 < length) {
+        this.need = 4 + length;
+        break;
+      }
       const frame = decoder.decode(buf.subarray(pos + 4, pos + 4 + length));
       if (frame === null || typeof frame !== 'object' || typeof frame.t !== 'string') {
         throw new Error("frame is not a map with a 't' key");
