@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import httpx
 
-from edgefc.cli.bundles import Package, package
 from edgefc.cli.client import EXIT_BAD_INPUT, ApiClient, CliExit, client_from, render_error
-from edgefc.cli.diff import Diff, diff, sha256
 from edgefc.cli.output import console
-from edgefc.config.load import parse_manifest
-from edgefc.config.manifest import Manifest
-from edgefc.config.yamltext import load_yaml
 from edgefc.errors import ValidationError
+
+if TYPE_CHECKING:
+    from edgefc.cli.bundles import Package
+    from edgefc.cli.diff import Diff
+    from edgefc.config.manifest import Manifest
 
 
 @click.command("deploy")
@@ -34,7 +34,10 @@ def deploy(manifest: Path, yes: bool, dry_run: bool) -> None:
     A deployment that removes a function, route or device is shown first and asks for confirmation (refused
     without a terminal unless --yes). Exits 2 for invalid input, 3 when the gateway cannot be reached.
     """
+    # The manifest machinery (pydantic models, croniter, pip) is loaded only by the commands that use it.
+    from edgefc.cli.bundles import package
     from edgefc.config.gateway import LimitsConfig
+    from edgefc.config.yamltext import load_yaml
 
     defaults = LimitsConfig()
     try:
@@ -66,6 +69,9 @@ def deploy(manifest: Path, yes: bool, dry_run: bool) -> None:
 
 def _diff_against_current(client: ApiClient, built: Package) -> Diff:
     """The diff to the applied deployment. Raises CliExit(2) when the version name is taken by other content."""
+    from edgefc.cli.diff import diff, sha256
+    from edgefc.config.load import parse_manifest
+
     current = client.json("GET", "/v1/deployment")
     old: Manifest | None = None
     if current.get("manifest"):

@@ -11,7 +11,6 @@ from rich.text import Text
 
 from edgefc.cli.client import ApiClient, client_from
 from edgefc.cli.output import Column, chosen_format, emit, fit_table, output_option, styled
-from edgefc.config.load import parse_manifest
 from edgefc.errors import ValidationError
 
 STATE_STYLES = {"running": "green", "idle": "cyan", "starting": "blue", "backoff": "yellow", "failed": "bold red",
@@ -70,6 +69,8 @@ def ps(output: str | None, as_json: bool) -> None:
 
 def describe_data(client: ApiClient, name: str) -> dict[str, Any]:
     """Everything ``describe`` shows, as one mapping (the JSON/YAML output)."""
+    from edgefc.config.load import parse_manifest  # heavy: only this command needs it
+
     status = client.json("GET", f"/v1/functions/{name}")
     current = client.json("GET", "/v1/deployment")
     settings: dict[str, Any] = {}
