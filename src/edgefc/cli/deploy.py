@@ -95,10 +95,10 @@ def _confirm_removal(changes: Diff) -> None:
     """Ask on the terminal; without one, refuse (exit 2) naming --yes and --dry-run."""
     what = changes.removed_summary()
     if not sys.stdin.isatty():
-        raise CliExit(f"this deployment removes {what}; nothing was changed. Run it again with --yes to "
+        raise CliExit(f"NotConfirmed: this deployment removes {what}; nothing was changed. Run it again with --yes to "
                       "apply it, or --dry-run to only see the changes", EXIT_BAD_INPUT)  # fmt: skip
     if not click.confirm(f"This removes {what}. Apply it?", default=False, err=True):
-        raise CliExit("not applied; nothing was changed", EXIT_BAD_INPUT)
+        raise CliExit("NotConfirmed: not applied; nothing was changed", EXIT_BAD_INPUT)
 
 
 def _deploy_failed(client: ApiClient, response: httpx.Response, labels: Any) -> NoReturn:
