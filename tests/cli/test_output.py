@@ -98,6 +98,8 @@ def test_describe_shows_settings_env_names_schedule_and_errors(deployed: tuple[G
     broken = gateway.wait_for(errors_logged, what="the error in describe")
     assert any("valve stuck" in e["message"] for e in broken["recent_errors"]), broken
     assert all(RFC3339.match(e["time"]) for e in broken["recent_errors"]), broken
+    text = run("describe", "broken", env=env).stdout.decode()
+    assert re.search(r"^  \S+Z ValueError: valve stuck$", text, re.M), text  # a traceback's gist, not its first line
     assert run("describe", "nope", env=env).returncode == 2
 
 
