@@ -63,6 +63,11 @@ def test_ps_at_80_columns_keeps_names_and_states_whole(deployed: tuple[GatewayPr
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows[LONG][1:3] == ["continuous", "running"], rows
 
+    code, top = run_in_terminal("top", "--once", env={**env, "NO_COLOR": "1"}, columns=80)
+    assert code == 0 and ESC not in top and "…" not in top, top
+    table = top.splitlines()[2:]
+    assert all(len(line) <= 80 for line in table) and re.search(rf"^{LONG}\s+running\s", top, re.M), top
+
     code, wide = run_in_terminal("ps", "-o", "wide", env=env, columns=80)
     assert code == 0 and "LAST EXIT" in wide and "P50 MS" in wide, wide
 
