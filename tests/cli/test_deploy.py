@@ -38,6 +38,8 @@ def test_a_deploy_that_removes_shows_the_diff_and_asks(gateway: GatewayProcess, 
     assert dry.returncode == 0, dry.stderr
     lines = dry.stdout.decode().splitlines()
     assert "  + mine" in lines and "  - old" in lines and "  = 1 unchanged" in lines, lines
+    as_json = json.loads(run("deploy", str(second), "--dry-run", "-o", "json", env=env).stdout)
+    assert as_json["removes_anything"] and as_json["functions"]["removed"] == ["old"], as_json
     assert _current(gateway) == before
 
     code, screen = run_in_terminal("deploy", str(second), env=env, answer=b"n\n")

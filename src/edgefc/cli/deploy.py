@@ -15,7 +15,7 @@ import click
 import httpx
 
 from edgefc.cli.client import EXIT_BAD_INPUT, ApiClient, CliExit, client_from, render_error
-from edgefc.cli.output import console
+from edgefc.cli.output import chosen_format, console, emit, output_option
 from edgefc.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 @click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-y", "--yes", is_flag=True, help="apply even if it removes functions, routes or devices")
 @click.option("--dry-run", is_flag=True, help="only show what would change; apply nothing")
-def deploy(manifest: Path, yes: bool, dry_run: bool) -> None:
+@output_option
+def deploy(manifest: Path, yes: bool, dry_run: bool, output: str | None) -> None:
     """Validate MANIFEST and its code, show what changes, and apply it on the gateway.
 
     A deployment that removes a function, route or device is shown first and asks for confirmation (refused
@@ -48,7 +49,7 @@ def deploy(manifest: Path, yes: bool, dry_run: bool) -> None:
     changes = _diff_against_current(client, built)
     err = console(stderr=True)
     if dry_run:
-        console().print(changes.render())
+        emit(changes.as_dict(), chosen_format(output), lambda _data, _wide: changes.render())
         return
     if changes.removes_anything and not yes:
         err.print(changes.render())
