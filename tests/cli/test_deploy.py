@@ -64,6 +64,8 @@ def test_the_same_version_name_with_other_content_is_refused(gateway: GatewayPro
     assert run("deploy", str(path), env=env).returncode == 0
     again = run("deploy", str(path), env=env)  # the very same content: fine, nothing changes
     assert again.returncode == 0, again.stderr
+    path.write_text("# only a comment is new\n" + path.read_text())  # the same desired state, written differently
+    assert run("deploy", str(path), env=env).returncode == 0
     (tmp_path / "p" / "f" / "index.py").write_text("def handler(event, context):\n    return b'new'\n")
     refused = run("deploy", str(path), env=env)
     assert refused.returncode == 2, refused

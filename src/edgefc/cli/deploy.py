@@ -84,7 +84,8 @@ def _diff_against_current(client: ApiClient, built: Package) -> Diff:
     new_bundles = {name: sha256(data) for name, data in built.bundles.items()}
     version = built.manifest.version
     if version is not None and version == current.get("version"):
-        same = current.get("manifest") == built.text and old_bundles == new_bundles
+        # Same desired state and code; a changed comment or layout is not a different deployment.
+        same = old is not None and old == built.manifest and old_bundles == new_bundles
         if not same:
             raise CliExit(f"ValidationError: version {version!r} is already deployed with different content; "
                           "give this deployment a new version (or leave version out to have one made from "
