@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -37,6 +38,8 @@ def test_a_deploy_that_removes_shows_the_diff_and_asks(gateway: GatewayProcess, 
     assert dry.returncode == 0, dry.stderr
     lines = dry.stdout.decode().splitlines()
     assert "  + mine" in lines and "  - old" in lines and "  = 1 unchanged" in lines, lines
+    as_json = json.loads(run("deploy", str(second), "--dry-run", "-o", "json", env=env).stdout)
+    assert as_json["removes_anything"] and as_json["functions"]["removed"] == ["old"], as_json
     assert _current(gateway) == before
 
     code, screen = run_in_terminal("deploy", str(second), env=env, answer=b"n\n")
@@ -61,11 +64,16 @@ def test_the_same_version_name_with_other_content_is_refused(gateway: GatewayPro
     assert run("deploy", str(path), env=env).returncode == 0
     again = run("deploy", str(path), env=env)  # the very same content: fine, nothing changes
     assert again.returncode == 0, again.stderr
+    path.write_text("# only a comment is new\n" + path.read_text())  # the same desired state, written differently
+    assert run("deploy", str(path), env=env).returncode == 0
     (tmp_path / "p" / "f" / "index.py").write_text("def handler(event, context):\n    return b'new'\n")
     refused = run("deploy", str(path), env=env)
     assert refused.returncode == 2, refused
     assert b"version '1.0' is already deployed with different content" in refused.stderr
     assert gateway.invoke("f", b"x").content == b"x"
+    shown = json.loads(run("deployment", env=env).stdout)
+    assert shown["version"] == "1.0" and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", shown["applied_at"]), shown
+    assert yaml.safe_load(run("-o", "yaml", "deployment", env=env).stdout)["applied_at"] == shown["applied_at"]
 
 
 def test_every_problem_at_once_with_the_function_named(tmp_path: Path) -> None:
@@ -93,12 +101,3 @@ def test_the_gateway_s_problems_use_the_same_header_and_names(gateway: GatewayPr
     assert err.startswith("error: ValidationError: invalid input (1 problem)\n"), err
     assert "  functions[1] (boxed).isolation: container isolation is not available" in err, err
 
-
-def test_json_output_of_a_deployment_has_rfc3339_times(gateway: GatewayProcess, tmp_path: Path) -> None:
-    path = write_project(tmp_path / "p", {"functions": [fn("f")]}, {"f": ECHO})
-    env = gw_env(gateway, tmp_path)
-    assert run("deploy", str(path), env=env).returncode == 0
-    shown = json.loads(run("deployment", env=env).stdout)
-    assert shown["applied_at"].endswith("Z") and shown["applied_at"][10] == "T", shown
-    as_yaml = yaml.safe_load(run("-o", "yaml", "deployment", env=env).stdout)
-    assert as_yaml["version"] == shown["version"]

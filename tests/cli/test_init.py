@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import socket
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import httpx
 import pytest
 import yaml
 
-from edgefc.cli.scaffold import add_function
+from edgefc.cli.scaffold import add_function, scaffold
 from edgefc.cli.templates import PYTHON
 from edgefc.errors import ValidationError
 from tests.cli.harness import clean_env, gw_env, run
@@ -76,26 +75,31 @@ def _free_port() -> int:
 def test_every_template_deploys_and_runs(gateway: GatewayProcess, tmp_path: Path) -> None:
     project = tmp_path / "project"
     env = gw_env(gateway, tmp_path)
-    for template in PYTHON:
-        done = run("init", template.replace("-", ""), "--template", template, "--dir", str(project), env=env)
-        assert done.returncode == 0, done.stderr
-        assert b"next: edgefc deploy" in done.stdout
+    done = run("init", "ondemand", "--template", "on-demand", "--dir", str(project), env=env)
+    assert done.returncode == 0 and b"next: edgefc deploy" in done.stdout, done
+    for template in PYTHON:  # the command's own path is shown above; the rest in-process, to save seconds
+        if template != "on-demand":
+            scaffold(project, template.replace("-", ""), template)
     manifest = project / "deployment.yaml"
     port = _free_port()
     manifest.write_text(manifest.read_text().replace("PORT: '8080'", f"PORT: '{port}'"))
     deployed = run("deploy", str(manifest), env=env)
     assert deployed.returncode == 0, deployed.stderr
 
-    assert json.loads(run("invoke", "ondemand", "--data", '{"name":"edge"}', env=env).stdout) == {"hello": "edge"}
-    app = json.loads(run("invoke", "app", "--data", '{"topic":"t","payload":{"t":31}}', env=env).stdout)
-    assert app == {"seen": {"t": 31}, "by": "app"}
-    timer = json.loads(run("invoke", "timer", "--data", '{"triggerTime":"2026-01-01T00:00:00Z"}', env=env).stdout)
-    assert timer["fired"] == "2026-01-01T00:00:00Z"
+    def invoke(name: str, data: str = "") -> object:
+        answer = gateway.invoke(name, data.encode())
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    assert invoke("ondemand", '{"name":"edge"}') == {"hello": "edge"}
+    assert invoke("app", '{"topic":"t","payload":{"t":31}}') == {"seen": {"t": 31}, "by": "app"}
+    timer = invoke("timer", '{"triggerTime":"2026-01-01T00:00:00Z"}')
+    assert timer == {"fired": "2026-01-01T00:00:00Z", "payload": None}
     assert gateway.status("timer")["schedule"]["next_fire"]
     for name in ("continuous", "driver", "http"):
         gateway.wait_for(lambda n=name: gateway.status(n)["state"] == "running", what=f"{name} running")
-    assert json.loads(run("invoke", "driver", env=env).stdout) == {"devices": []}
-    assert "ticks" in json.loads(run("invoke", "continuous", env=env).stdout)
+    assert invoke("driver") == {"devices": []}
+    assert "ticks" in invoke("continuous")  # type: ignore[operator]
     answer = gateway.wait_for(lambda: _get(f"http://127.0.0.1:{port}/x"), what="the http template answering")
     assert answer == {"hello": "from http", "path": "/x"}
 

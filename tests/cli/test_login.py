@@ -34,6 +34,9 @@ def test_login_stores_the_gateway_and_commands_use_it(gateway: GatewayProcess, t
     by_url = run("--gateway", gateway.url, "invoke", "f", "--data", "url", env=env, cwd=work)
     assert by_url.stdout == b"url\n", by_url.stderr  # a stored URL finds its token too
 
+    completed = run(env={**env, "COMP_WORDS": "edgefc --gateway pl", "COMP_CWORD": "2",
+                         "_EDGEFC_COMPLETE": "bash_complete"})  # fmt: skip
+    assert completed.stdout.decode().split() == ["plain,plant"], completed  # shell completion knows the names
     listed = run("gateways", env=env).stdout.decode()
     assert "plant" in listed and gateway.url in listed and gateway.token not in listed, listed
     unknown = run("--gateway", "nowhere", "ps", env=env, cwd=work)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import pytest
 import yaml
 from click.testing import CliRunner
 
@@ -20,6 +22,17 @@ RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 ESC = "\x1b"
 FAILING = "def handler(event, context):\n    raise ValueError('valve stuck')\n"
 TEXT_RESULT = "def handler(event, context):\n    return 'grüße ' + event.decode()\n"
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[GatewayProcess, dict[str, str]]]:
+    """One gateway with the functions below, shared by this module's tests (they only read)."""
+    tmp_path = tmp_path_factory.mktemp("output")
+    gw = GatewayProcess(tmp_path / "data").start()
+    try:
+        yield gw, _deploy(gw, tmp_path)
+    finally:
+        gw.stop()
 
 
 def _deploy(gw: GatewayProcess, tmp_path: Path) -> dict[str, str]:
@@ -36,8 +49,8 @@ def _deploy(gw: GatewayProcess, tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_ps_at_80_columns_keeps_names_and_states_whole(gateway: GatewayProcess, tmp_path: Path) -> None:
-    env = _deploy(gateway, tmp_path)
+def test_ps_at_80_columns_keeps_names_and_states_whole(deployed: tuple[GatewayProcess, dict[str, str]]) -> None:
+    gateway, env = deployed
     assert run("invoke", "broken", env=env).returncode == 1
     code, screen = run_in_terminal("ps", env={**env, "NO_COLOR": "1"}, columns=80)
     assert code == 0, screen
@@ -49,6 +62,11 @@ def test_ps_at_80_columns_keeps_names_and_states_whole(gateway: GatewayProcess, 
     assert header[:3] == ["NAME", "MODE", "STATE"] and "LAST" not in header, header  # columns dropped, not cut
     rows = {line.split()[0]: line.split() for line in lines[1:]}
     assert rows[LONG][1:3] == ["continuous", "running"], rows
+
+    code, top = run_in_terminal("top", "--once", env={**env, "NO_COLOR": "1"}, columns=80)
+    assert code == 0 and ESC not in top and "…" not in top, top
+    table = top.splitlines()[2:]
+    assert all(len(line) <= 80 for line in table) and re.search(rf"^{LONG}\s+running\s", top, re.M), top
 
     code, wide = run_in_terminal("ps", "-o", "wide", env=env, columns=80)
     assert code == 0 and "LAST EXIT" in wide and "P50 MS" in wide, wide
@@ -66,8 +84,8 @@ def test_ps_at_80_columns_keeps_names_and_states_whole(gateway: GatewayProcess, 
     assert [f["name"] for f in as_yaml] == [f["name"] for f in as_json]
 
 
-def test_describe_shows_settings_env_names_schedule_and_errors(gateway: GatewayProcess, tmp_path: Path) -> None:
-    env = _deploy(gateway, tmp_path)
+def test_describe_shows_settings_env_names_schedule_and_errors(deployed: tuple[GatewayProcess, dict[str, str]]) -> None:
+    gateway, env = deployed
     assert run("invoke", "broken", "--data", "x", env=env).returncode == 1
     shown = run("describe", LONG, env=env)
     assert shown.returncode == 0, shown.stderr
@@ -85,11 +103,13 @@ def test_describe_shows_settings_env_names_schedule_and_errors(gateway: GatewayP
     broken = gateway.wait_for(errors_logged, what="the error in describe")
     assert any("valve stuck" in e["message"] for e in broken["recent_errors"]), broken
     assert all(RFC3339.match(e["time"]) for e in broken["recent_errors"]), broken
+    text = run("describe", "broken", env=env).stdout.decode()
+    assert re.search(r"^  \S+Z ValueError: valve stuck$", text, re.M), text  # a traceback's gist, not its first line
     assert run("describe", "nope", env=env).returncode == 2
 
 
-def test_async_results_are_text_when_they_are_text(gateway: GatewayProcess, tmp_path: Path) -> None:
-    env = _deploy(gateway, tmp_path)
+def test_async_results_are_text_when_they_are_text(deployed: tuple[GatewayProcess, dict[str, str]]) -> None:
+    gateway, env = deployed
     inv = run("invoke", "text", "--data", "edge", "--async", env=env).stdout.decode().strip()
 
     def finished() -> dict | None:  # type: ignore[type-arg]

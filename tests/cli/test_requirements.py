@@ -47,6 +47,9 @@ def test_requirements_are_bundled_and_compiled_ones_refused(gateway: GatewayProc
     assert done.returncode == 0, done.stderr
     assert gateway.invoke("f").content == b"tiny 1.0"
     assert not (tmp_path / "p" / "f" / "tinylib").exists()  # installed into the bundle, not the user's folder
+    # Installing again gives the same bytes, so an unchanged function is not restarted on the next deploy.
+    again = run("deploy", str(path), "--dry-run", env=env)
+    assert again.returncode == 0 and b"no changes" in again.stdout, again
 
     (tmp_path / "p" / "f" / "requirements.txt").write_text("tinylib==1.0\nfastthing==1.0\n")
     refused = run("deploy", str(path), env=env)

@@ -290,7 +290,7 @@ def test_the_cli_exits_2_for_bad_input_found_by_the_gateway(gw: GatewayProcess, 
     (project / "f" / "big.txt").write_text("x" * (MAX_BUNDLE * 2))
     (project / "deployment.yaml").write_text(yaml.safe_dump(manifest()))
     before = state(gw)
-    done = gw.cli("deploy", str(project / "deployment.yaml"))
+    done = gw.cli("deploy", str(project / "deployment.yaml"), "--yes")  # --yes: it replaces what runs
     assert done.returncode == 2, done
     assert b"ValidationError" in done.stderr and b"functions[0] (f): unpacks to" in done.stderr
     assert state(gw) == before

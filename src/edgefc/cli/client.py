@@ -11,7 +11,6 @@ import click
 import httpx
 
 from edgefc.cli.contexts import GatewayBook
-from edgefc.config.problems import label_paths
 from edgefc.errors import ValidationError
 
 DEFAULT_GATEWAY = "http://127.0.0.1:9999"
@@ -103,6 +102,9 @@ def render_error(error: dict[str, Any], *, labels: Any = None) -> str:
     if problems and message.startswith("invalid input:"):
         message = f"invalid input ({len(problems)} problem{'s' if len(problems) != 1 else ''})"
     if labels is not None:
+        # The config package is heavy and most commands never need it.
+        from edgefc.config.problems import label_paths
+
         problems = label_paths(problems, labels)
     lines = [f"{error.get('type', 'Error')}: {message.splitlines()[0] if message else ''}".rstrip()]
     lines += [f"  {line}" for line in message.splitlines()[1:] if line.strip() not in problems]

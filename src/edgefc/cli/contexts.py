@@ -123,3 +123,11 @@ class GatewayBook:
         except BaseException:
             Path(temp).unlink(missing_ok=True)
             raise
+
+
+def complete_gateway(ctx: Any, param: Any, incomplete: str) -> list[str]:
+    """Shell completion of ``--gateway``: the stored names starting with what was typed."""
+    try:
+        return sorted(name for name in GatewayBook().gateways if name.startswith(incomplete))
+    except ValidationError:
+        return []

@@ -9,32 +9,36 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import httpx
 
-from edgefc.cli.bundles import Package, package
 from edgefc.cli.client import EXIT_BAD_INPUT, ApiClient, CliExit, client_from, render_error
-from edgefc.cli.diff import Diff, diff, sha256
-from edgefc.cli.output import console
-from edgefc.config.load import parse_manifest
-from edgefc.config.manifest import Manifest
-from edgefc.config.yamltext import load_yaml
+from edgefc.cli.output import chosen_format, console, emit, output_option
 from edgefc.errors import ValidationError
+
+if TYPE_CHECKING:
+    from edgefc.cli.bundles import Package
+    from edgefc.cli.diff import Diff
+    from edgefc.config.manifest import Manifest
 
 
 @click.command("deploy")
 @click.argument("manifest", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-y", "--yes", is_flag=True, help="apply even if it removes functions, routes or devices")
 @click.option("--dry-run", is_flag=True, help="only show what would change; apply nothing")
-def deploy(manifest: Path, yes: bool, dry_run: bool) -> None:
+@output_option
+def deploy(manifest: Path, yes: bool, dry_run: bool, output: str | None) -> None:
     """Validate MANIFEST and its code, show what changes, and apply it on the gateway.
 
     A deployment that removes a function, route or device is shown first and asks for confirmation (refused
     without a terminal unless --yes). Exits 2 for invalid input, 3 when the gateway cannot be reached.
     """
+    # The manifest machinery (pydantic models, croniter, pip) is loaded only by the commands that use it.
+    from edgefc.cli.bundles import package
     from edgefc.config.gateway import LimitsConfig
+    from edgefc.config.yamltext import load_yaml
 
     defaults = LimitsConfig()
     try:
@@ -45,7 +49,7 @@ def deploy(manifest: Path, yes: bool, dry_run: bool) -> None:
     changes = _diff_against_current(client, built)
     err = console(stderr=True)
     if dry_run:
-        console().print(changes.render())
+        emit(changes.as_dict(), chosen_format(output), lambda _data, _wide: changes.render())
         return
     if changes.removes_anything and not yes:
         err.print(changes.render())
@@ -66,6 +70,9 @@ def deploy(manifest: Path, yes: bool, dry_run: bool) -> None:
 
 def _diff_against_current(client: ApiClient, built: Package) -> Diff:
     """The diff to the applied deployment. Raises CliExit(2) when the version name is taken by other content."""
+    from edgefc.cli.diff import diff, sha256
+    from edgefc.config.load import parse_manifest
+
     current = client.json("GET", "/v1/deployment")
     old: Manifest | None = None
     if current.get("manifest"):
@@ -77,7 +84,8 @@ def _diff_against_current(client: ApiClient, built: Package) -> Diff:
     new_bundles = {name: sha256(data) for name, data in built.bundles.items()}
     version = built.manifest.version
     if version is not None and version == current.get("version"):
-        same = current.get("manifest") == built.text and old_bundles == new_bundles
+        # Same desired state and code; a changed comment or layout is not a different deployment.
+        same = old is not None and old == built.manifest and old_bundles == new_bundles
         if not same:
             raise CliExit(f"ValidationError: version {version!r} is already deployed with different content; "
                           "give this deployment a new version (or leave version out to have one made from "
@@ -89,10 +97,10 @@ def _confirm_removal(changes: Diff) -> None:
     """Ask on the terminal; without one, refuse (exit 2) naming --yes and --dry-run."""
     what = changes.removed_summary()
     if not sys.stdin.isatty():
-        raise CliExit(f"this deployment removes {what}; nothing was changed. Run it again with --yes to "
+        raise CliExit(f"NotConfirmed: this deployment removes {what}; nothing was changed. Run it again with --yes to "
                       "apply it, or --dry-run to only see the changes", EXIT_BAD_INPUT)  # fmt: skip
     if not click.confirm(f"This removes {what}. Apply it?", default=False, err=True):
-        raise CliExit("not applied; nothing was changed", EXIT_BAD_INPUT)
+        raise CliExit("NotConfirmed: not applied; nothing was changed", EXIT_BAD_INPUT)
 
 
 def _deploy_failed(client: ApiClient, response: httpx.Response, labels: Any) -> NoReturn:

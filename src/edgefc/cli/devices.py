@@ -14,7 +14,7 @@ import click
 from rich.table import Table
 
 from edgefc.cli.client import EXIT_BAD_INPUT, ApiClient, CliExit, client_from
-from edgefc.cli.output import console, normalize, styled
+from edgefc.cli.output import chosen_format, console, dump, normalize, styled
 
 
 def _client() -> ApiClient:
@@ -80,7 +80,8 @@ def _short(value: Any, width: int = 24) -> str:
 
 
 def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
+    """JSON, or YAML under the global ``-o yaml``."""
+    click.echo(dump(value, "yaml" if chosen_format(None) == "yaml" else "json"))
 
 
 @click.group("devices")
@@ -96,7 +97,7 @@ def list_devices(tags: tuple[str, ...], as_json: bool) -> None:
     found: list[dict[str, Any]] = _client().json("GET", "/v1/devices")
     wanted = {k: str(v) for k, v in _pairs(tags, "--tag").items()}
     found = [d for d in found if all(d["tags"].get(k) == v for k, v in wanted.items())]
-    if as_json:
+    if chosen_format(None, as_json=as_json) in ("json", "yaml"):
         _echo_json(normalize(found))  # times as RFC 3339, like every other command
         return
     table = Table(box=None, header_style="bold")

@@ -52,6 +52,14 @@ class Diff:
                 parts.append(f"{len(s.removed)} {noun} ({', '.join(s.removed)})")
         return ", ".join(parts)
 
+    def as_dict(self) -> dict[str, Any]:
+        """The diff as data (``deploy --dry-run -o json``)."""
+        out: dict[str, Any] = {"from": self.version_from, "to": self.version_to,
+                               "removes_anything": self.removes_anything}  # fmt: skip
+        for s in self.sections:
+            out[s.kind] = {"added": s.added, "changed": s.changed, "removed": s.removed, "unchanged": s.unchanged}
+        return out
+
     def render(self) -> Text:
         """The diff as lines: ``+ added``, ``~ changed (fields)``, ``- removed``; unchanged entries counted."""
         out = Text()

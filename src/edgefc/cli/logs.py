@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.text import Text
 
 from edgefc.cli.client import client_from
+from edgefc.cli.output import chosen_format
 from edgefc.cli.output import console as output_console
 
 LEVEL_STYLES = {
@@ -77,6 +78,7 @@ def logs(
 ) -> None:
     """Show the log of function NAME (_gateway for the gateway's own), oldest line first."""
     client = client_from(click.get_current_context())
+    as_json = chosen_format(None, as_json=as_json) in ("json", "yaml")  # the global -o json: one object a line
     params: dict[str, Any] = {
         "since": since,
         "until": until,

@@ -12,6 +12,7 @@ import click
 
 from edgefc import __version__
 from edgefc.cli.client import EXIT_BAD_INPUT, EXIT_FUNCTION_FAILED, CliExit, client_from, render_error
+from edgefc.cli.contexts import complete_gateway
 from edgefc.cli.output import FORMATS, chosen_format, dump, echo_err, normalize, output_option
 from edgefc.cli.scaffold import next_step, scaffold
 from edgefc.cli.templates import PYTHON as PYTHON_TEMPLATES
@@ -21,7 +22,7 @@ from edgefc.errors import ValidationError
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="edgefc", message="%(prog)s %(version)s")
-@click.option("--gateway", envvar="EDGEFC_GATEWAY",
+@click.option("--gateway", envvar="EDGEFC_GATEWAY", shell_complete=complete_gateway,
               help="gateway URL, or a name stored by 'edgefc login' (default: the current one, "
                    "else http://127.0.0.1:9999)")  # fmt: skip
 @click.option("--token", envvar="EDGEFC_TOKEN", help="admin token (default: the stored one, else the data dir's)")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 from rich.table import Table
 
 from edgefc.cli.client import ApiClient, client_from
-from edgefc.cli.output import console, normalize, rfc3339
+from edgefc.cli.output import chosen_format, console, dump, normalize, rfc3339
 
 
 def _client() -> ApiClient:
@@ -34,8 +33,9 @@ def _human_bytes(n: int) -> str:
 def queues(as_json: bool) -> None:
     """Show the router's queues: durable depth, QoS 0 backlog and delivery counts per target."""
     data: dict[str, Any] = _client().json("GET", "/v1/queues")
-    if as_json:
-        click.echo(json.dumps(data, indent=2))
+    fmt = chosen_format(None, as_json=as_json)
+    if fmt in ("json", "yaml"):
+        click.echo(dump(normalize(data), fmt))
         return
     table = Table(
         title=f"durable queue: {_human_bytes(data['bytes'])} of {_human_bytes(data['max_bytes'])}, "
@@ -70,8 +70,9 @@ def deadletters(ctx: click.Context) -> None:
 def list_deadletters(limit: int = 100, as_json: bool = False) -> None:
     """List dead letters, oldest first."""
     data = _client().json("GET", "/v1/deadletters", params={"limit": limit})
-    if as_json:
-        click.echo(json.dumps(normalize(data), indent=2))
+    fmt = chosen_format(None, as_json=as_json)
+    if fmt in ("json", "yaml"):
+        click.echo(dump(normalize(data), fmt))
         return
     table = Table(title=f"{len(data['deadletters'])} dead letter(s)")
     for column in ("id", "target", "topic", "attempts", "failed at", "last error"):

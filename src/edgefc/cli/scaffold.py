@@ -14,10 +14,7 @@ from typing import Any
 import yaml
 
 from edgefc.cli.templates import RUNTIMES, Template
-from edgefc.config.fields import NAME_PATTERN
 from edgefc.errors import ValidationError
-
-NAME = re.compile(NAME_PATTERN)
 
 
 def scaffold(directory: Path, name: str, template: str = "on-demand", runtime: str = "python3") -> list[Path]:
@@ -26,8 +23,10 @@ def scaffold(directory: Path, name: str, template: str = "on-demand", runtime: s
     Raises ValidationError (and writes nothing) for a bad name, an existing folder or function of that name,
     or a manifest it cannot add to.
     """
+    from edgefc.config.fields import NAME_PATTERN  # the manifest's own rule for names
+
     chosen = _template(runtime, template)
-    if not NAME.fullmatch(name):
+    if not re.fullmatch(NAME_PATTERN, name):
         raise ValidationError([f"name: {name!r} must match {NAME_PATTERN}"])
     code_dir = directory / "functions" / name
     manifest = directory / "deployment.yaml"

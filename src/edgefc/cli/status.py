@@ -11,7 +11,7 @@ from rich.text import Text
 
 from edgefc.cli.client import ApiClient, client_from
 from edgefc.cli.output import Column, chosen_format, emit, fit_table, output_option, styled
-from edgefc.config.load import parse_manifest
+from edgefc.cli.top import human_bytes
 from edgefc.errors import ValidationError
 
 STATE_STYLES = {"running": "green", "idle": "cyan", "starting": "blue", "backoff": "yellow", "failed": "bold red",
@@ -70,6 +70,8 @@ def ps(output: str | None, as_json: bool) -> None:
 
 def describe_data(client: ApiClient, name: str) -> dict[str, Any]:
     """Everything ``describe`` shows, as one mapping (the JSON/YAML output)."""
+    from edgefc.config.load import parse_manifest  # heavy: only this command needs it
+
     status = client.json("GET", f"/v1/functions/{name}")
     current = client.json("GET", "/v1/deployment")
     settings: dict[str, Any] = {}
@@ -134,20 +136,27 @@ def describe_view(data: dict[str, Any], wide: bool) -> RenderableType:
     parts.append(Text("\nInstances", style="bold"))
     if instances:
         rows = [[str(i.get("id")), str(i.get("pid")), str(i.get("state")), str(i.get("started_at")),
-                 str(i.get("memory_bytes"))] for i in instances]  # fmt: skip
+                 human_bytes(i.get("memory_bytes"))] for i in instances]  # fmt: skip
         columns = [Column("ID", keep=True), Column("PID", rank=2), Column("STATE", keep=True),
-                   Column("STARTED", rank=1), Column("MEMORY BYTES", rank=0, justify="right")]  # fmt: skip
+                   Column("STARTED", rank=1), Column("MEMORY", rank=0, justify="right")]  # fmt: skip
         parts.append(fit_table(columns, rows, wide=wide))
     else:
         parts.append(Text("  none"))
     parts.append(Text("\nRecent errors", style="bold"))
     errors = data.get("recent_errors") or []
     for entry in errors:
-        first = str(entry.get("message", "")).splitlines()[0] if entry.get("message") else ""
-        parts.append(Text(f"  {entry.get('time')} {first}"))
+        parts.append(Text(f"  {entry.get('time')} {_gist(str(entry.get('message') or ''))}"))
     if not errors:
         parts.append(Text("  none"))
     return Group(*parts)
+
+
+def _gist(message: str) -> str:
+    """One line of an error: a traceback's last line (``ValueError: boom``), else the message's first."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    if not lines:
+        return ""
+    return lines[-1].strip() if lines[0].startswith("Traceback") else lines[0]
 
 
 def _exit_text(last: dict[str, Any] | None) -> str:

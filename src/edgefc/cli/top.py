@@ -8,10 +8,10 @@ from typing import Any
 import click
 from rich.console import Group
 from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from edgefc.cli.client import ApiClient, client_from
+from edgefc.cli.output import Column, fit_table, styled
 from edgefc.cli.output import console as output_console
 
 STATE_STYLES = {
@@ -40,6 +40,14 @@ def _num(value: Any, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+TOP_COLUMNS = [
+    Column("FUNCTION", keep=True), Column("STATE", keep=True), Column("MODE", rank=3),
+    Column("INST", rank=4, justify="right"), Column("CPU%", rank=6, justify="right"),
+    Column("MEM / LIMIT", rank=7, justify="right"), Column("INV/S", rank=5, justify="right"),
+    Column("P99 MS", rank=2, justify="right"), Column("RESTARTS", rank=1, justify="right"),
+]  # fmt: skip
+
+
 def render(functions: list[dict[str, Any]], stats: dict[str, Any]) -> Group:
     """One frame: a host line and a table of functions."""
     host = stats.get("host", {})
@@ -52,12 +60,7 @@ def render(functions: list[dict[str, Any]], stats: dict[str, Any]) -> Group:
     )
     header.append(f"disk free {human_bytes(host.get('disk_free_bytes'))}   ")
     header.append("load " + " ".join(f"{x:.2f}" for x in load))
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    for column, justify in [
-        ("FUNCTION", "left"), ("STATE", "left"), ("MODE", "left"), ("INST", "right"), ("CPU%", "right"),
-        ("MEM / LIMIT", "right"), ("INV/S", "right"), ("P99 MS", "right"), ("RESTARTS", "right"),
-    ]:  # fmt: skip
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    rows: list[list[str | Text]] = []
     per_function = stats.get("functions", {})
     for status in sorted(functions, key=lambda s: str(s.get("name"))):
         name = str(status.get("name"))
@@ -68,9 +71,9 @@ def render(functions: list[dict[str, Any]], stats: dict[str, Any]) -> Group:
         state = str(status.get("state", "?"))
         duration = figures.get("duration_ms") or status.get("duration_ms") or {}
         restarts = status.get("restarts")
-        table.add_row(
+        rows.append([
             name,
-            Text(state, style=STATE_STYLES.get(state, "")),
+            styled(state, STATE_STYLES.get(state, "")),
             str(status.get("mode", "")),
             str(len(instances)),
             _num(figures.get("cpu_percent"), ".1f"),
@@ -78,9 +81,11 @@ def render(functions: list[dict[str, Any]], stats: dict[str, Any]) -> Group:
             _num(figures.get("invocations_per_s"), ".1f"),
             _num(duration.get("p99"), ".1f"),
             str(sum(restarts.values()) if isinstance(restarts, dict) else restarts or 0),
-        )
+        ])
     if not functions:
-        table.add_row(Text("no functions deployed", style="dim"), "", "", "", "", "", "", "", "")
+        rows.append([Text("no functions deployed", style="dim"), "", "", "", "", "", "", "", ""])
+    # Like ps: in a narrow terminal the least useful columns go first; FUNCTION and STATE stay whole.
+    table = fit_table(TOP_COLUMNS, rows)
     return Group(header, Text(""), table)
 
 
