@@ -43,11 +43,20 @@ def browser() -> Iterator[Any]:
         playwright.stop()
 
 
-@pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[CloudProcess]:
-    process = CloudProcess(tmp_path / "cloud").start()
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudProcess]:
+    """One cloud for the module's tests; each test uses names of its own."""
+    process = CloudProcess(tmp_path_factory.mktemp("console") / "cloud").start()
     yield process
     assert process.stop() == 0
+
+
+@pytest.fixture
+def own_cloud(tmp_path: Path) -> Iterator[CloudProcess]:
+    """A cloud for one test alone (one that stops it)."""
+    process = CloudProcess(tmp_path / "cloud").start()
+    yield process
+    process.stop()
 
 
 class Browser:
@@ -93,8 +102,9 @@ class Browser:
 
 
 @pytest.fixture
-def web(browser: Any, cloud: CloudProcess, request: pytest.FixtureRequest) -> Iterator[Browser]:
-    session = Browser(browser, cloud)
+def web(browser: Any, request: pytest.FixtureRequest) -> Iterator[Browser]:
+    wanted = "own_cloud" if "own_cloud" in request.fixturenames else "cloud"
+    session = Browser(browser, request.getfixturevalue(wanted))
     yield session
     session.shot(f"last-{request.node.name}")  # where the test ended, for a failure's post-mortem
     session.close()
