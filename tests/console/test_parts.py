@@ -111,16 +111,16 @@ def test_figures_keep_one_point_per_report_unless_the_gateway_sends_history() ->
 
 
 def test_deployment_stages_are_marked_done_current_or_bad() -> None:
-    from edgefc.cloud.console.instances import _deploy_view
+    from edgefc.cloud.console.instances import deploy_view
 
     def dep(number: int, status: str, stages: list[str]) -> dict[str, object]:
         return {"number": number, "status": status, "stages": [{"stage": s} for s in stages]}
 
-    view = _deploy_view([dep(1, "succeeded", ["pending", "downloading", "applying", "succeeded"]),
+    view = deploy_view([dep(1, "succeeded", ["pending", "downloading", "applying", "succeeded"]),
                          dep(2, "applying", ["pending", "downloading", "applying"])])
     assert view["latest"]["number"] == 2 and [d["number"] for d in view["history"]] == [2, 1]
     assert [(m["stage"], m["kind"]) for m in view["marks"]] == [
         ("pending", "done"), ("downloading", "done"), ("applying", "current"), ("succeeded", "")]
-    failed = _deploy_view([dep(3, "rolled_back", ["pending", "downloading", "applying", "rolled_back"])])
+    failed = deploy_view([dep(3, "rolled_back", ["pending", "downloading", "applying", "rolled_back"])])
     assert failed["marks"][-1] == {"stage": "rolled_back", "kind": "bad"}
-    assert _deploy_view([]) == {"latest": None, "marks": [], "history": []}
+    assert deploy_view([]) == {"latest": None, "marks": [], "history": []}
