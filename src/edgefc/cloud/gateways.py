@@ -44,8 +44,10 @@ class Gateways:
 
         def look(conn: Connection) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
             conn.execute(update(db.instances).where(db.instances.c.id == instance_id).values(last_seen=now()))
+            # Only fresh requests: one whose asker is gone (a replica stopped mid-wait) must not keep waking the poll.
             rows = conn.execute(select(db.requests).where(db.requests.c.instance_id == instance_id,
-                                                          db.requests.c.answer.is_(None))).all()  # fmt: skip
+                                                          db.requests.c.answer.is_(None),
+                                                          db.requests.c.created_at > now() - ANSWER_WAIT_S)).all()  # fmt: skip
             asks = [{"id": r.id, "kind": r.kind, "params": r.params} for r in rows]
             return self.deployments.desired(conn, instance_id, after), asks
 
@@ -77,8 +79,7 @@ class Gateways:
                          .values(status=status, status_at=received, last_seen=received, clock_skew_s=skew))  # fmt: skip
             return self.deployments.settle(conn, instance_id, version)
 
-        await self.store.run(work)
-        await self.notifier.notify(f"events:{instance_id}")
+        await self.store.run(work, notify=(f"events:{instance_id}",))
         return {"received_at": iso(received), "clock_skew_s": skew}
 
     async def status(self, instance_id: str) -> dict[str, Any]:
@@ -109,6 +110,7 @@ class Gateways:
             row = instance_row(conn, instance_id)
             if not online(row, now()):
                 raise GatewayOffline(f"instance {instance_id} is offline (last seen {iso(row.last_seen) or 'never'})")
+            conn.execute(delete(db.requests).where(db.requests.c.created_at < now() - 6 * ANSWER_WAIT_S))  # leftovers
             conn.execute(insert(db.requests).values(id=request_id, instance_id=instance_id, kind="logs",
                                                     params=params, created_at=now()))  # fmt: skip
 
@@ -116,9 +118,8 @@ class Gateways:
             return conn.execute(select(db.requests.c.answer).where(db.requests.c.id == request_id)).scalar()
 
         with self.notifier.subscribe(f"answer:{request_id}") as waiter:
-            await self.store.run(ask)
+            await self.store.run(ask, notify=(f"instance:{instance_id}",))
             try:
-                await self.notifier.notify(f"instance:{instance_id}")
                 deadline = now() + ANSWER_WAIT_S
                 while (got := await self.store.run(answer)) is None:
                     if now() >= deadline:
@@ -136,8 +137,7 @@ class Gateways:
         answer = {"status": status, "body": body.get("body")}
         await self.store.run(lambda conn: conn.execute(
             update(db.requests).where(db.requests.c.id == request_id, db.requests.c.instance_id == instance_id)
-            .values(answer=answer)))  # fmt: skip
-        await self.notifier.notify(f"answer:{request_id}")
+            .values(answer=answer)), notify=(f"answer:{request_id}",))  # fmt: skip
 
     async def events(self, instance_id: str, number: int | None = None) -> AsyncIterator[str]:
         """Server-sent events: the deployment (``number`` or the latest) and the gateway's status, on each change.

@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from edgefc.supervisor.policy import RestartPolicy
 
@@ -79,6 +79,12 @@ class Notifier:
         for waiter in list(self._waiters.get(topic, ())):
             waiter.wake()
 
+    def announce(self, conn: Connection, topics: Sequence[str]) -> None:
+        """Send ``topics`` to every replica with ``conn``'s transaction (PostgreSQL; nothing on SQLite)."""
+        if self.remote:
+            for topic in topics:
+                conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": topic})
+
     async def notify(self, *topics: str) -> None:
         """Tell every replica (this one at once) that ``topics`` changed; call after the change committed."""
         for topic in topics:
@@ -86,11 +92,9 @@ class Notifier:
         if self.remote and topics:
             await asyncio.to_thread(self._send, topics)
 
-    def _send(self, topics: tuple[str, ...]) -> None:
-        with self.engine.connect() as conn:
-            for topic in topics:
-                conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": topic})
-            conn.commit()
+    def _send(self, topics: Sequence[str]) -> None:
+        with self.engine.begin() as conn:
+            self.announce(conn, topics)
 
     async def run(self) -> None:
         """Follow the PostgreSQL channel until cancelled, reconnecting with backoff; returns at once on SQLite."""
