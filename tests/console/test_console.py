@@ -64,6 +64,10 @@ def test_sign_in_create_upload_assign_deploy_and_follow_logs(web: Browser, make_
     token = _text(page, "#token-value")
     instance = _text(page, "#instance-id")
     assert len(token) > 30 and instance.startswith("gw-")
+    web.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.get_by_role("button", name="Copy").click()
+    page.get_by_role("button", name="Copied").wait_for()
+    assert page.evaluate("navigator.clipboard.readText()") == token
     web.shot("instance-token")
     gw = make_gateway(web.cloud.url, instance, token)
 
