@@ -124,3 +124,10 @@ def test_deployment_stages_are_marked_done_current_or_bad() -> None:
     failed = deploy_view([dep(3, "rolled_back", ["pending", "downloading", "applying", "rolled_back"])])
     assert failed["marks"][-1] == {"stage": "rolled_back", "kind": "bad"}
     assert deploy_view([]) == {"latest": None, "marks": [], "history": []}
+
+
+def test_an_event_cannot_be_split_by_carriage_returns() -> None:
+    from edgefc.cloud.console.live import event
+
+    raw = event("row", "a\rid: 9\r\nb\nevent: x", event_id="t1").decode()
+    assert raw == "event: row\nid: t1\ndata: a\ndata: id: 9\ndata: b\ndata: event: x\n\n"
