@@ -68,6 +68,7 @@ class Browser:
         self.context.set_default_timeout(15_000)
         self.page = self.context.new_page()
         self.problems: list[str] = []
+        self.confirm_next = False  # a test that clicks a button asking "are you sure?" sets this first
         self.page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
         self.page.on("console", self._console)
         self.page.on("dialog", self._dialog)
@@ -78,6 +79,10 @@ class Browser:
             self.problems.append(f"console error: {message.text}")
 
     def _dialog(self, dialog: Any) -> None:
+        if self.confirm_next and dialog.type == "confirm":
+            self.confirm_next = False
+            dialog.accept()
+            return
         self.problems.append(f"dialog opened: {dialog.message}")
         dialog.dismiss()
 

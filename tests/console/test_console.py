@@ -148,6 +148,11 @@ def test_escaping_csrf_and_sign_in_errors(web: Browser) -> None:
     assert _text(page, "h1").startswith(evil)
     assert page.locator("main img, main script").count() == 0
     web.shot("escaped-name")
+    # Rotating the token asks first, then shows the new one once.
+    web.confirm_next = True
+    page.get_by_role("button", name="Rotate token").click()
+    rotated = _text(page, "#token-value")
+    assert len(rotated) > 30 and rotated != made["token"] and not web.confirm_next
     # A function name with markup is refused by the rules, and the error stands next to the name field.
     page.goto("/console/functions")
     page.fill("#f-name", "<script>")
