@@ -120,6 +120,17 @@ def test_sign_in_create_upload_assign_deploy_and_follow_logs(web: Browser, make_
     assert page.locator("#log-rows b").count() == 0 and page.evaluate("window.pwned") is None
     web.shot("logs-follow")
 
+    # The filters are the gateway's own query: text, then a level no line has.
+    page.get_by_role("button", name="Stop following").click()
+    page.fill("#lf-q", marker)
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url(f"**q={marker}**")
+    assert page.locator("#log-rows tr").count() == 1
+    page.select_option("#lf-level", "error")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url("**level=error**")
+    assert _text(page, "#log-rows") == "No lines match."
+
     # A phone-sized window: the same pages, nothing wider than the screen.
     page.set_viewport_size(PHONE)
     for name, path in (("phone-instance", f"/console/instances/{instance}"),
