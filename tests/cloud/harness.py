@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -45,10 +46,12 @@ def code_zip(files: dict[str, str]) -> bytes:
 class CloudProcess:
     """``edgefc cloud serve`` on 127.0.0.1:0; ``client`` carries the admin token."""
 
-    def __init__(self, data_dir: Path, *, db: str | None = None, listen: str = "127.0.0.1:0") -> None:
+    def __init__(self, data_dir: Path, *, db: str | None = None, listen: str = "127.0.0.1:0",
+                 tls: tuple[Path, Path] | None = None) -> None:  # fmt: skip
         self.data_dir = data_dir
         self.db = db
         self.listen = listen
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.token = ""
@@ -62,6 +65,8 @@ class CloudProcess:
         args = [*EDGEFC, "cloud", "serve", "--data-dir", str(self.data_dir), "--listen", self.listen]
         if self.db:
             args += ["--db", self.db]
+        if self.tls:
+            args += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -70,10 +75,12 @@ class CloudProcess:
                 raise RuntimeError(f"cloud exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
             self.url = json.loads(info.read_text())["url"]
             self.token = (self.data_dir / "admin.token").read_text().strip()
+            verify: Any = ssl.create_default_context(cafile=str(self.tls[0])) if self.tls else True
+            self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"},
+                                       timeout=30, verify=verify)  # fmt: skip
         except BaseException:
             self.stop()
             raise
-        self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
         return self
 
     def stop(self) -> int:

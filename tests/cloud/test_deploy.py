@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.cloud.harness import CloudProcess, wait_for
+from tests.conftest import need_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -118,3 +121,22 @@ def test_hot_deploy_of_a_new_version_under_load_loses_no_invocation(cloud: Cloud
     switch = bodies.index(b"v2")
     assert set(bodies[switch:]) == {b"v2"}, "after the first v2 answer no v1 instance serves any more"
 
+
+
+def test_a_gateway_trusts_a_private_ca_for_an_https_cloud(tmp_path: Path, make_gateway: Any) -> None:
+    openssl = need_binary("openssl")
+    cert, key = tmp_path / "cloud.pem", tmp_path / "cloud.key"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)  # fmt: skip
+    cloud = CloudProcess(tmp_path / "cloud", tls=(cert, key)).start()
+    try:
+        assert cloud.url.startswith("https://")
+        inst = _instance(cloud, "tls")
+        make_gateway(cloud.url, inst["id"], inst["token"], "tls", config={"cloud": {"ca_file": str(cert)}})
+        cloud.function("hello", V2)
+        cloud.api("PUT", f"/v1/instances/{inst['id']}/assignments/hello", 200, json={"version": 1})
+        cloud.api("POST", f"/v1/instances/{inst['id']}/deployments", 201)
+        assert cloud.wait_final(inst["id"], 1)["status"] == "succeeded"
+    finally:
+        cloud.stop()

@@ -13,6 +13,7 @@ import enum
 import hashlib
 import json
 import logging
+import ssl
 import time
 from collections import deque
 from pathlib import Path
@@ -105,7 +106,9 @@ class CloudAgent:
 
     async def run(self) -> None:
         """Poll, apply, report and answer until cancelled; never raises for anything the cloud does."""
-        verify: Any = str(self.config.ca_file) if self.config.ca_file else True
+        verify: Any = True
+        if self.config.ca_file:
+            verify = await asyncio.to_thread(ssl.create_default_context, cafile=str(self.config.ca_file))
         timeout = httpx.Timeout(15.0, read=self.poll_wait_s + 15.0)
         async with httpx.AsyncClient(base_url=str(self.config.url), verify=verify, timeout=timeout) as client:
             self._client = client

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 from sqlalchemy import Connection, Engine, text
 
@@ -21,6 +21,7 @@ from edgefc.supervisor.policy import RestartPolicy
 log = logging.getLogger("edgefc.cloud.notify")
 
 CHANNEL = "edgefc_cloud"
+ANY = "*"  # the topic that means "anything may have changed"
 
 
 class Waiter:
@@ -51,6 +52,8 @@ class Notifier:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.listening = asyncio.Event()
         self.closed = False
+        # Called with every topic this process hears of, and with ANY after a gap in listening (caches drop all).
+        self.listeners: list[Callable[[str], None]] = []
 
     def close(self) -> None:
         """The replica is stopping: wake every waiter, and long polls and streams end instead of waiting."""
@@ -75,7 +78,9 @@ class Notifier:
                         del self._waiters[topic]
 
     def wake_local(self, topic: str) -> None:
-        """Wake this process's waiters on ``topic`` (event loop thread only)."""
+        """Wake this process's waiters on ``topic`` and tell its listeners (event loop thread only)."""
+        for listener in self.listeners:
+            listener(topic)
         for waiter in list(self._waiters.get(topic, ())):
             waiter.wake()
 
@@ -110,7 +115,7 @@ class Notifier:
             except Exception as exc:  # noqa: BLE001 — a lost database connection is retried, not fatal
                 log.warning("LISTEN connection lost (%s); reconnecting", exc)
             # After a gap anything may have changed: wake everyone to re-read.
-            for topic in list(self._waiters):
+            for topic in [ANY, *self._waiters]:
                 self.wake_local(topic)
             await asyncio.sleep(backoff.on_exit(0.0).delay)
 
