@@ -2,8 +2,7 @@
 
 The gateway's composition root is being rebuilt (issue 9); until the agent is entered there, this launcher
 adapts today's :class:`edgefc.gateway.core.Gateway` to :class:`edgefc.cloud.agent.GatewayPort` and starts the
-agent beside it, with the gateway's own ``cloud.*`` configuration. ``EDGEFC_TEST_AGENT_FAST=1`` shortens the
-status interval and the backoff cap so that tests run in seconds.
+agent beside it, with the gateway's own ``cloud.*`` configuration.
 """
 
 from __future__ import annotations
@@ -63,9 +62,7 @@ class AgentGateway(Gateway):
     async def start(self) -> None:
         await super().start()
         if self.config.cloud.url:
-            fast = os.environ.get("EDGEFC_TEST_AGENT_FAST") == "1"
-            agent = CloudAgent(GatewayAdapter(self), self.config.cloud, status_interval_s=0.5 if fast else 5.0,
-                               backoff_cap_s=1.0 if fast else 30.0)  # fmt: skip
+            agent = CloudAgent(GatewayAdapter(self), self.config.cloud)
             self._agent_task = asyncio.create_task(agent.run(), name="cloud-agent")
 
     async def close(self) -> None:

@@ -30,7 +30,6 @@ from edgefc.supervisor.policy import RestartPolicy
 log = logging.getLogger("edgefc.cloud.agent")
 
 POLL_WAIT_S = 25.0
-STATUS_INTERVAL_S = 5.0
 DOWNLOAD_ATTEMPTS = 3  # a bundle that fails its sha256 check this often fails the deployment
 MAX_STATUS_FUNCTIONS = 200
 MAX_REPORT_BYTES = 200 * 1024  # the cloud takes 256 KiB; status and answers are trimmed below this
@@ -81,15 +80,14 @@ class _Refused(Exception):
 class CloudAgent:
     """One gateway's link to the cloud; ``run()`` until cancelled."""
 
-    def __init__(self, port: GatewayPort, config: CloudConfig, *, poll_wait_s: float = POLL_WAIT_S,
-                 status_interval_s: float = STATUS_INTERVAL_S, backoff_cap_s: float = 30.0) -> None:  # fmt: skip
+    def __init__(self, port: GatewayPort, config: CloudConfig, *, poll_wait_s: float = POLL_WAIT_S) -> None:
         if not (config.url and config.gateway_id and config.token_file):
             raise ValidationError(["cloud: url, gateway_id and token_file are all needed to connect to a cloud"])
         self.port = port
         self.config = config
         self.poll_wait_s = poll_wait_s
-        self.status_interval_s = status_interval_s
-        self.backoff_cap_s = backoff_cap_s
+        self.status_interval_s = config.status_interval_s
+        self.backoff_cap_s = config.retry_max_s
         self.state = AgentState.STARTING
         self.last_error: str | None = None
         self.last_contact: float | None = None
