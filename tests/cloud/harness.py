@@ -59,6 +59,10 @@ class CloudProcess:
         self.log_path = data_dir.parent / f"{data_dir.name}-cloud.log"
 
     def start(self, timeout: float = 20.0) -> CloudProcess:
+        return self.spawn().ready(timeout)
+
+    def spawn(self) -> CloudProcess:
+        """Start the process without waiting (several replicas start side by side); then ``ready()``."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         info = self.data_dir / "cloud.json"
         info.unlink(missing_ok=True)
@@ -69,6 +73,11 @@ class CloudProcess:
             args += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def ready(self, timeout: float = 20.0) -> CloudProcess:
+        """Wait until the spawned cloud listens; stops it and raises when it does not."""
+        info = self.data_dir / "cloud.json"
         try:
             wait_for(lambda: info.exists() or self.proc.poll() is not None, timeout, "the cloud to start")  # type: ignore[union-attr]
             if self.proc.poll() is not None:
