@@ -71,12 +71,14 @@ class SimGateway:
                                                                   "message": stage, "time": time.time()})  # fmt: skip
 
 
-async def _admin_all(cloud: CloudProcess, method: str, paths: list[str], body: Any = None, workers: int = 32) -> list[Any]:
-    """The same admin call on each path, from ``workers`` connections; returns the JSON answers in order."""
+async def _admin_all(clouds: list[CloudProcess], method: str, paths: list[str], body: Any = None,
+                     workers: int = 32) -> list[Any]:  # fmt: skip
+    """The same admin call on each path, from ``workers`` connections spread over the replicas (as a load
+    balancer would); returns the JSON answers in order."""
     jobs = list(enumerate(paths))
     out: list[Any] = [None] * len(paths)
 
-    async def worker() -> None:
+    async def worker(cloud: CloudProcess) -> None:
         http = Connection(cloud.url, {"Authorization": f"Bearer {cloud.token}"})
         try:
             while jobs:
@@ -86,22 +88,21 @@ async def _admin_all(cloud: CloudProcess, method: str, paths: list[str], body: A
         finally:
             await http.close()
 
-    await asyncio.gather(*(worker() for _ in range(workers)))
+    await asyncio.gather(*(worker(clouds[i % len(clouds)]) for i in range(workers)))
     return out
 
 
 async def _round(replicas: list[CloudProcess], n: int, idle_figures: dict[str, float] | None) -> float:
     """Make n instances, connect n simulated gateways (spread over the replicas), deploy to all; returns seconds."""
-    first = replicas[0]
-    made = await _admin_all(first, "POST", ["/v1/instances"] * n, lambda i: {"name": f"sim-{i}"})
-    await _admin_all(first, "PUT", [f"/v1/instances/{m['id']}/assignments/hello" for m in made], {"version": 1})
+    made = await _admin_all(replicas, "POST", ["/v1/instances"] * n, lambda i: {"name": f"sim-{i}"})
+    await _admin_all(replicas, "PUT", [f"/v1/instances/{m['id']}/assignments/hello" for m in made], {"version": 1})
     sims = [SimGateway(replicas[i % len(replicas)].url, m["id"], m["token"]) for i, m in enumerate(made)]
     async with asyncio.TaskGroup() as group:
         tasks = [group.create_task(s.run()) for s in sims]
         await asyncio.gather(*(s.polling.wait() for s in sims))
         await asyncio.sleep(0.5)  # every first poll reaches its wait (a poll that has not still sees the deploy)
         t0 = time.perf_counter()
-        await _admin_all(first, "POST", [f"/v1/instances/{m['id']}/deployments" for m in made], workers=64)
+        await _admin_all(replicas, "POST", [f"/v1/instances/{m['id']}/deployments" for m in made], workers=64)
         while any(s.done_at is None for s in sims):
             await asyncio.sleep(0.05)
             if time.perf_counter() - t0 > 120:

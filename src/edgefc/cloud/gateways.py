@@ -24,6 +24,7 @@ from edgefc.errors import GatewayOffline, ValidationError
 POLL_WAIT_S = 25.0  # how long a long poll is held when nothing changes
 ANSWER_WAIT_S = 10.0  # how long an operator waits for a gateway's answer
 EVENT_HEARTBEAT_S = 15.0
+TOUCH_EVERY_S = 10.0  # well inside fleet.ONLINE_WINDOW_S
 MAX_STATUS_BYTES = 256 * 1024  # what a status report may weigh; the agent trims below this
 LOG_PARAMS = ("function", "since", "until", "level", "q", "request_id", "limit", "order")
 
@@ -35,6 +36,7 @@ class Gateways:
         self.store = store
         self.notifier = notifier
         self.deployments = deployments
+        self._touched: dict[str, float] = {}  # instance → when this replica last wrote its last_seen
 
     async def desired(self, instance_id: str, after: int, wait: float = POLL_WAIT_S) -> dict[str, Any]:
         """Long poll: the deployment newer than ``after`` and open live requests, as soon as there are any.
@@ -42,8 +44,9 @@ class Gateways:
         Returns ``{"deployment": … | None, "requests": [...], "server_time"}`` after at most ``wait`` seconds.
         """
 
-        def look(conn: Connection) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-            conn.execute(update(db.instances).where(db.instances.c.id == instance_id).values(last_seen=now()))
+        def look(conn: Connection, touch: bool) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+            if touch:
+                conn.execute(update(db.instances).where(db.instances.c.id == instance_id).values(last_seen=now()))
             # Only fresh requests: one whose asker is gone (a replica stopped mid-wait) must not keep waking the poll.
             rows = conn.execute(select(db.requests).where(db.requests.c.instance_id == instance_id,
                                                           db.requests.c.answer.is_(None),
@@ -54,7 +57,11 @@ class Gateways:
         deadline = now() + max(0.0, min(wait, 60.0))
         with self.notifier.subscribe(f"instance:{instance_id}") as waiter:
             while True:
-                deployment, asks = await self.store.run(look)
+                # last_seen needs to be fresh to within the online window, not to every poll: a write saved.
+                touch = now() - self._touched.get(instance_id, 0.0) >= TOUCH_EVERY_S
+                deployment, asks = await self.store.run(look, touch)
+                if touch:
+                    self._touched[instance_id] = now()
                 left = deadline - now()
                 if deployment is not None or asks or left <= 0 or self.notifier.closed:
                     return {"deployment": deployment, "requests": asks, "server_time": now()}
