@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import sqlite3
+import stat
 import threading
 import time
 import zipfile
@@ -57,6 +58,19 @@ def test_bundles_get_the_gateways_checks(shared: CloudProcess) -> None:
         archive.writestr("../../etc/cron.d/evil", "x")
     assert "climbs out of the bundle" in _error(c.post("/v1/functions/hello/versions", content=buffer.getvalue()), 422)
     assert "not a valid zip" in _error(c.post("/v1/functions/hello/versions", content=b"PK no zip"), 422)
+    link = io.BytesIO()
+    with zipfile.ZipFile(link, "w") as archive:
+        archive.writestr("index.py", HELLO["index.py"])
+        entry = zipfile.ZipInfo("secrets")
+        entry.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(entry, "/etc/shadow")
+    assert "symbolic link" in _error(c.post("/v1/functions/hello/versions", content=link.getvalue()), 422)
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("index.py", HELLO["index.py"])
+        archive.writestr("zeros.bin", b"\0" * (60 << 20))  # 60 MiB that packs into about 60 KiB
+    assert len(bomb.getvalue()) < 1 << 20
+    assert "unpacks to" in _error(c.post("/v1/functions/hello/versions", content=bomb.getvalue()), 422)
     missing = code_zip({"main.py": "def handler(e, c):\n    return 1\n"})
     assert "index.py" in _error(c.post("/v1/functions/hello/versions", content=missing), 422)
     huge = b"\0" * (51 << 20)
