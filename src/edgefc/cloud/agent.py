@@ -15,6 +15,7 @@ import json
 import logging
 import ssl
 import time
+import traceback
 from collections import deque
 from pathlib import Path
 from typing import Any, Protocol
@@ -143,7 +144,10 @@ class CloudAgent:
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One request with this gateway's credentials; raises _Rejected (401), _Refused (other errors), httpx errors."""
         assert self._client is not None and self.config.token_file is not None
-        token = (await asyncio.to_thread(Path(self.config.token_file).read_text)).strip()
+        try:
+            token = (await asyncio.to_thread(Path(self.config.token_file).read_text)).strip()
+        except OSError as exc:
+            raise _Rejected(f"cannot read cloud.token_file {self.config.token_file}: {exc.strerror}") from None
         headers = {"Authorization": f"Bearer {token}", "X-Edgefc-Instance": str(self.config.gateway_id)}
         response = await self._client.request(method, path, headers=headers, **kwargs)
         if response.status_code == 401:
@@ -202,6 +206,10 @@ class CloudAgent:
             await self._report(number, "failed", "the gateway refused the deployment:\n" + "\n".join(exc.problems))
         except EdgefcError as exc:
             await self._report(number, "failed", f"{exc.type}: {exc.message}")
+        except Exception as exc:  # noqa: BLE001 — a bug in applying must reach the operator, not end the agent
+            log.exception("cloud deployment %d: applying failed unexpectedly", number)
+            await self._report(number, "failed", f"internal error while applying: {exc!r}",
+                               "".join(traceback.format_exception(exc)))  # fmt: skip
         else:
             parts = [f"{key}: {', '.join(result[key])}" for key in ("started", "unchanged", "removed") if result.get(key)]
             await self._report(number, "succeeded", "; ".join(parts) or "applied")
@@ -230,9 +238,9 @@ class CloudAgent:
                                              "times; nothing was applied, the gateway runs its previous deployment")  # fmt: skip
         return None
 
-    async def _report(self, number: int, stage: str, message: str, traceback: str | None = None) -> None:
+    async def _report(self, number: int, stage: str, message: str, trace: str | None = None) -> None:
         """Deliver one stage report, retrying until the cloud has it (stages must not be lost)."""
-        body = {"deployment": number, "stage": stage, "message": message[:4000], "traceback": traceback,
+        body = {"deployment": number, "stage": stage, "message": message[:4000], "traceback": trace,
                 "time": time.time()}  # fmt: skip
         backoff = self._backoff()
         while True:
