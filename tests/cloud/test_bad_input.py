@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sqlite3
 import stat
@@ -184,7 +185,7 @@ def test_an_artifact_that_does_not_match_its_hash_is_refused_and_retried(tmp_pat
         assert cloud.wait_final(inst["id"], 1)["status"] == "succeeded"
         number = cloud.function("hello", {"index.py": "def handler(e, c):\n    return b'new'\n"})
         sha = cloud.api("GET", f"/v1/functions/hello/versions/{number}", 200)["sha256"]
-        with sqlite3.connect(tmp_path / "cloud" / "cloud.db") as db:  # a corrupted store, as a disk fault would
+        with contextlib.closing(sqlite3.connect(tmp_path / "cloud" / "cloud.db")) as db, db:  # a disk fault's work
             db.execute("UPDATE artifacts SET data = ? WHERE sha256 = ?", (code_zip({"index.py": "evil = 1\n"}), sha))
         cloud.api("PUT", f"/v1/instances/{inst['id']}/assignments/hello", 200, json={"version": number})
         cloud.api("POST", f"/v1/instances/{inst['id']}/deployments", 201)
