@@ -140,3 +140,28 @@ def test_a_gateway_trusts_a_private_ca_for_an_https_cloud(tmp_path: Path, make_g
         assert cloud.wait_final(inst["id"], 1)["status"] == "succeeded"
     finally:
         cloud.stop()
+
+
+def test_a_gateway_rides_out_a_cloud_restart(tmp_path: Path, make_gateway: Any) -> None:
+    cloud = CloudProcess(tmp_path / "cloud").start()
+    try:
+        inst = _instance(cloud, "restart")
+        gw = make_gateway(cloud.url, inst["id"], inst["token"], "restart")
+        cloud.function("hello", V1)
+        cloud.function("hello", V2)
+        cloud.api("PUT", f"/v1/instances/{inst['id']}/assignments/hello", 200, json={"version": 1})
+        cloud.api("POST", f"/v1/instances/{inst['id']}/deployments", 201)
+        assert cloud.wait_final(inst["id"], 1)["status"] == "succeeded"
+
+        port = cloud.url.rsplit(":", 1)[1]
+        assert cloud.stop() == 0
+        wait_for(lambda: "cloud unreachable" in gw.log_text(), what="the gateway noticing the cloud is away")
+        assert gw.invoke("hello").content == b"v1"  # it keeps running what it has
+
+        cloud = CloudProcess(tmp_path / "cloud", listen=f"127.0.0.1:{port}").start()  # same database, same port
+        cloud.api("PUT", f"/v1/instances/{inst['id']}/assignments/hello", 200, json={"version": 2})
+        cloud.api("POST", f"/v1/instances/{inst['id']}/deployments", 201)
+        assert cloud.wait_final(inst["id"], 2)["status"] == "succeeded"
+        assert gw.invoke("hello").content == b"v2"
+    finally:
+        cloud.stop()
