@@ -49,6 +49,13 @@ class GatewayAdapter:
         assert self.gateway.stats is not None
         return self.gateway.stats.snapshot(history_s=0)["host"]  # type: ignore[no-any-return]
 
+    def devices(self) -> list[dict[str, Any]]:
+        return self.gateway.devices.list_all() if self.gateway.devices is not None else []  # type: ignore[no-any-return]
+
+    def stats_history(self, since_s: float) -> dict[str, Any]:
+        assert self.gateway.stats is not None
+        return self.gateway.stats.snapshot(history_s=since_s)["history"]  # type: ignore[no-any-return]
+
     async def query_logs(self, function: str, params: dict[str, str]) -> tuple[int, Any]:
         response = await self.api.get(f"/v1/functions/{function}/logs", params=params)
         return response.status_code, response.json()

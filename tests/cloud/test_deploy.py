@@ -52,6 +52,7 @@ def test_deploy_reaches_the_gateway_with_every_stage_and_a_failed_start_rolls_ba
                       what="a status report")  # fmt: skip
     assert status["online"] and status["reported_at"] and status["functions"][0]["name"] == "hello"
     assert status["host"]["memory_total_bytes"] > 0 and abs(status["clock_skew_s"]) < 5
+    assert status["devices"] == [] and status["history"]["time"]  # what the console draws its charts from
     found = wait_for(lambda: cloud.api("GET", f"/v1/instances/{inst['id']}/logs", 200,
                                        params={"function": "hello", "q": "served"})["entries"], what="log lines")  # fmt: skip
     assert "served" in found[0]["message"] and found[0]["level"] == "warning"

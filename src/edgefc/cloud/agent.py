@@ -33,6 +33,9 @@ log = logging.getLogger("edgefc.cloud.agent")
 POLL_WAIT_S = 25.0
 DOWNLOAD_ATTEMPTS = 3  # a bundle that fails its sha256 check this often fails the deployment
 MAX_STATUS_FUNCTIONS = 200
+MAX_STATUS_DEVICES = 200
+STATUS_HISTORY_S = 600.0  # how much CPU and memory history a status carries, for the console's charts
+HISTORY_EVERY_S = 60.0  # how often a status carries it
 MAX_REPORT_BYTES = 200 * 1024  # the cloud takes 256 KiB; status and answers are trimmed below this
 SKEW_WARN_S = 300.0
 _STATUS_KEYS = ("name", "mode", "state", "isolation", "version", "restarts", "last_exit", "invocations", "errors",
@@ -56,6 +59,12 @@ class GatewayPort(Protocol):
 
     def host_stats(self) -> dict[str, Any]:
         """The ``host`` part of ``GET /v1/stats``."""
+
+    def stats_history(self, seconds: float) -> dict[str, Any]:
+        """The ``history`` part of ``GET /v1/stats?history=<seconds>`` (the console draws its charts from it)."""
+
+    def devices(self) -> list[dict[str, Any]]:
+        """As ``GET /v1/devices``: each device with its driver, online state and last properties."""
 
     async def query_logs(self, function: str, params: dict[str, str]) -> tuple[int, Any]:
         """``GET /v1/functions/{function}/logs`` with ``params`` → (HTTP status, JSON body)."""
@@ -95,6 +104,7 @@ class CloudAgent:
         self.applied = 0
         self.clock_skew_s: float | None = None
         self._answered: deque[str] = deque(maxlen=256)
+        self._history_sent = float("-inf")
         self._max_bundle = LimitsConfig().max_bundle_bytes
         self._client: httpx.AsyncClient | None = None
 
@@ -274,6 +284,14 @@ class CloudAgent:
                   "deployment": {"version": info.get("version"), "status": info.get("status"),
                                  "message": (info.get("message") or "")[:2000]},
                   "agent": self.status()}  # fmt: skip
+        status["devices"] = self.port.devices()[:MAX_STATUS_DEVICES]
+        # The history changes slowly and weighs the most: once a minute is enough for the console's charts.
+        if time.monotonic() - self._history_sent >= HISTORY_EVERY_S:
+            status["history"] = self.port.stats_history(STATUS_HISTORY_S)
+            self._history_sent = time.monotonic()
+        for extra in ("history", "devices"):  # the console's extras go first when a report is too big
+            if len(json.dumps(status, default=str)) > MAX_REPORT_BYTES:
+                status.pop(extra, None)
         while len(json.dumps(status, default=str)) > MAX_REPORT_BYTES and status["functions"]:
             status["functions"] = status["functions"][: len(status["functions"]) // 2]
         return status

@@ -79,9 +79,18 @@ class Gateways:
         received = now()
         skew = float(sent) - received if isinstance(sent, int | float) and not isinstance(sent, bool) else None
         status = {"functions": functions, "host": host, "deployment": body.get("deployment"), "agent": body.get("agent")}
+        # The console's extras, kept only when they have the right shape.
+        if isinstance(body.get("devices"), list):
+            status["devices"] = body["devices"]
+        if isinstance(body.get("history"), dict):
+            status["history"] = body["history"]
         version = (body.get("deployment") or {}).get("version") if isinstance(body.get("deployment"), dict) else None
 
         def work(conn: Connection) -> bool:
+            if "history" not in status:  # sent once a minute, not with every report: keep the last one
+                before = conn.execute(select(db.instances.c.status).where(db.instances.c.id == instance_id)).scalar()
+                if isinstance(before, dict) and "history" in before:
+                    status["history"] = before["history"]
             conn.execute(update(db.instances).where(db.instances.c.id == instance_id)
                          .values(status=status, status_at=received, last_seen=received, clock_skew_s=skew))  # fmt: skip
             return self.deployments.settle(conn, instance_id, version)
@@ -98,7 +107,8 @@ class Gateways:
             return {"instance": instance_id, "online": online(row, now()), "last_seen": iso(row.last_seen),
                     "reported_at": iso(row.status_at), "clock_skew_s": row.clock_skew_s,
                     "functions": status.get("functions", []), "host": status.get("host", {}),
-                    "deployment": status.get("deployment"), "agent": status.get("agent")}  # fmt: skip
+                    "deployment": status.get("deployment"), "agent": status.get("agent"),
+                    **{k: status[k] for k in ("devices", "history") if k in status}}  # fmt: skip
 
         return await self.store.run(work)
 
