@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import os
 import tempfile
@@ -20,43 +21,44 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 from tests.cloud.harness import CloudProcess
 from tests.cloud.postgres import PostgresCluster
 
 from bench.figure import at_most, figure
+from bench.http11 import Connection
 
 log = logging.getLogger("bench.cloud")
-logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request costs the fleet client real CPU
 
 SIZES = (10, 100, 1000)
 IDLE_SECONDS = 5.0
 
 
 class SimGateway:
-    """One simulated gateway speaking the agent's protocol."""
+    """One simulated gateway speaking the agent's protocol on its own connection."""
 
-    def __init__(self, http: httpx.AsyncClient, url: str, instance: str, token: str) -> None:
-        self.http, self.url = http, url
-        self.headers = {"Authorization": f"Bearer {token}", "X-Edgefc-Instance": instance}
+    def __init__(self, url: str, instance: str, token: str) -> None:
+        self.http = Connection(url, {"Authorization": f"Bearer {token}", "X-Edgefc-Instance": instance})
         self.done_at: float | None = None
         self.applied = 0
         self.polling = asyncio.Event()
 
     async def run(self) -> None:
-        while True:
-            self.polling.set()
-            body = (await self._call("GET", "/v1/agent/desired", params={"after": self.applied, "wait": 25})).json()
-            deployment = body.get("deployment")
-            if deployment:
-                await self._apply(deployment)
+        try:
+            while True:
+                self.polling.set()
+                _, raw = await self.http.request("GET", "/v1/agent/desired", params={"after": self.applied, "wait": 25})
+                deployment = json.loads(raw).get("deployment")
+                if deployment:
+                    await self._apply(deployment)
+        finally:
+            await self.http.close()
 
     async def _apply(self, deployment: dict[str, Any]) -> None:
         number = deployment["number"]
         await self._report(number, "downloading")
         for sha in deployment["artifacts"].values():
-            data = (await self._call("GET", f"/v1/agent/artifacts/{sha}")).content
+            _, data = await self.http.request("GET", f"/v1/agent/artifacts/{sha}")
             if hashlib.sha256(data).hexdigest() != sha:
                 raise RuntimeError(f"artifact {sha} does not match its hash")
         await self._report(number, "applying")
@@ -65,57 +67,51 @@ class SimGateway:
         self.done_at = time.perf_counter()
 
     async def _report(self, number: int, stage: str) -> None:
-        await self._call("POST", "/v1/agent/report", json={"deployment": number, "stage": stage, "message": stage,
-                                                           "time": time.time()})  # fmt: skip
-
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        response = await self.http.request(method, self.url + path, headers=self.headers, **kwargs)
-        response.raise_for_status()
-        return response
+        await self.http.request("POST", "/v1/agent/report", json={"deployment": number, "stage": stage,
+                                                                  "message": stage, "time": time.time()})  # fmt: skip
 
 
-async def _admin(http: httpx.AsyncClient, cloud: CloudProcess, method: str, path: str, **kwargs: Any) -> Any:
-    response = await http.request(method, cloud.url + path, headers={"Authorization": f"Bearer {cloud.token}"},
-                                  **kwargs)  # fmt: skip
-    response.raise_for_status()
-    return response.json() if response.content else None
+async def _admin_all(clouds: list[CloudProcess], method: str, paths: list[str], body: Any = None,
+                     workers: int = 32) -> list[Any]:  # fmt: skip
+    """The same admin call on each path, from ``workers`` connections spread over the replicas (as a load
+    balancer would); returns the JSON answers in order."""
+    jobs = list(enumerate(paths))
+    out: list[Any] = [None] * len(paths)
 
+    async def worker(cloud: CloudProcess) -> None:
+        http = Connection(cloud.url, {"Authorization": f"Bearer {cloud.token}"})
+        try:
+            while jobs:
+                index, path = jobs.pop()
+                _, raw = await http.request(method, path, json=body(index) if callable(body) else body)
+                out[index] = json.loads(raw) if raw else None
+        finally:
+            await http.close()
 
-async def _bounded(jobs: list[Any], limit: int) -> list[Any]:
-    gate = asyncio.Semaphore(limit)
-
-    async def one(job: Any) -> Any:
-        async with gate:
-            return await job
-
-    return await asyncio.gather(*(one(j) for j in jobs))
+    await asyncio.gather(*(worker(clouds[i % len(clouds)]) for i in range(workers)))
+    return out
 
 
 async def _round(replicas: list[CloudProcess], n: int, idle_figures: dict[str, float] | None) -> float:
     """Make n instances, connect n simulated gateways (spread over the replicas), deploy to all; returns seconds."""
-    first = replicas[0]
-    limits = httpx.Limits(max_connections=n + 100, max_keepalive_connections=n + 100)
-    async with httpx.AsyncClient(limits=limits, timeout=httpx.Timeout(60.0)) as http:
-        made = await _bounded([_admin(http, first, "POST", "/v1/instances", json={"name": f"sim-{i}"})
-                               for i in range(n)], 32)  # fmt: skip
-        await _bounded([_admin(http, first, "PUT", f"/v1/instances/{m['id']}/assignments/hello", json={"version": 1})
-                        for m in made], 32)  # fmt: skip
-        sims = [SimGateway(http, replicas[i % len(replicas)].url, m["id"], m["token"]) for i, m in enumerate(made)]
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(s.run()) for s in sims]
-            await asyncio.gather(*(s.polling.wait() for s in sims))
-            await asyncio.sleep(0.5)  # every first poll reaches its wait (a poll that has not still sees the deploy)
-            t0 = time.perf_counter()
-            await _bounded([_admin(http, first, "POST", f"/v1/instances/{m['id']}/deployments") for m in made], 64)
-            while any(s.done_at is None for s in sims):
-                await asyncio.sleep(0.05)
-                if time.perf_counter() - t0 > 120:
-                    raise RuntimeError(f"{sum(s.done_at is None for s in sims)} of {n} gateways did not finish in 120 s")
-            seconds = max(s.done_at for s in sims if s.done_at is not None) - t0
-            if idle_figures is not None:
-                idle_figures.update(await _idle(replicas))
-            for task in tasks:
-                task.cancel()
+    made = await _admin_all(replicas, "POST", ["/v1/instances"] * n, lambda i: {"name": f"sim-{i}"})
+    await _admin_all(replicas, "PUT", [f"/v1/instances/{m['id']}/assignments/hello" for m in made], {"version": 1})
+    sims = [SimGateway(replicas[i % len(replicas)].url, m["id"], m["token"]) for i, m in enumerate(made)]
+    async with asyncio.TaskGroup() as group:
+        tasks = [group.create_task(s.run()) for s in sims]
+        await asyncio.gather(*(s.polling.wait() for s in sims))
+        await asyncio.sleep(0.5)  # every first poll reaches its wait (a poll that has not still sees the deploy)
+        t0 = time.perf_counter()
+        await _admin_all(replicas, "POST", [f"/v1/instances/{m['id']}/deployments" for m in made], workers=64)
+        while any(s.done_at is None for s in sims):
+            await asyncio.sleep(0.05)
+            if time.perf_counter() - t0 > 120:
+                raise RuntimeError(f"{sum(s.done_at is None for s in sims)} of {n} gateways did not finish in 120 s")
+        seconds = max(s.done_at for s in sims if s.done_at is not None) - t0
+        if idle_figures is not None:
+            idle_figures.update(await _idle(replicas))
+        for task in tasks:
+            task.cancel()
     return seconds
 
 
@@ -158,8 +154,10 @@ def run(sizes: tuple[int, ...] = SIZES) -> dict[str, dict[str, Any]]:
             cluster.stop()
     top = str(max(sizes))
     setup = f"{count} replica(s) on {'PostgreSQL' if cluster else 'SQLite'}"
+    load = round(os.getloadavg()[0], 1)  # this machine is shared: a busy one stretches every figure here
     return {
-        "cloud_deploy_fanout_s": figure(per_n[top], "s", n=max(sizes), target=at_most(10.0), per_n=per_n, setup=setup),
+        "cloud_deploy_fanout_s": figure(per_n[top], "s", n=max(sizes), target=at_most(10.0), per_n=per_n, setup=setup,
+                                        load_average=load),  # fmt: skip
         "cloud_idle_rss_mib": figure(round(idle["rss_mib"], 1), "MiB", n=max(sizes), gateways=max(sizes), setup=setup),
         "cloud_idle_cpu_percent": figure(round(idle["cpu_percent"], 1), "percent", n=max(sizes), gateways=max(sizes),
                                          seconds=IDLE_SECONDS, setup=setup),  # fmt: skip
@@ -167,7 +165,5 @@ def run(sizes: tuple[int, ...] = SIZES) -> dict[str, dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    import json
-
     logging.basicConfig(level=logging.INFO)
     print(json.dumps(run(), indent=2))

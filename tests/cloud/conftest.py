@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,8 +22,8 @@ def make_gateway(tmp_path: Path) -> Iterator[object]:
     """Start gateways with the agent: ``make_gateway(cloud_url, instance, token, name)``; all stopped after."""
     started: list[AgentGatewayProcess] = []
 
-    def make(cloud_url: str, instance: str, token: str, name: str = "gw") -> AgentGatewayProcess:
-        gw = AgentGatewayProcess(tmp_path / name, cloud_url=cloud_url, instance=instance, token=token).start()
+    def make(cloud_url: str, instance: str, token: str, name: str = "gw", **options: Any) -> AgentGatewayProcess:
+        gw = AgentGatewayProcess(tmp_path / name, cloud_url=cloud_url, instance=instance, token=token, **options).start()
         started.append(gw)
         return gw
 

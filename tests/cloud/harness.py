@@ -6,6 +6,7 @@ import io
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import textwrap
@@ -45,10 +46,12 @@ def code_zip(files: dict[str, str]) -> bytes:
 class CloudProcess:
     """``edgefc cloud serve`` on 127.0.0.1:0; ``client`` carries the admin token."""
 
-    def __init__(self, data_dir: Path, *, db: str | None = None, listen: str = "127.0.0.1:0") -> None:
+    def __init__(self, data_dir: Path, *, db: str | None = None, listen: str = "127.0.0.1:0",
+                 tls: tuple[Path, Path] | None = None) -> None:  # fmt: skip
         self.data_dir = data_dir
         self.db = db
         self.listen = listen
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
         self.token = ""
@@ -56,24 +59,37 @@ class CloudProcess:
         self.log_path = data_dir.parent / f"{data_dir.name}-cloud.log"
 
     def start(self, timeout: float = 20.0) -> CloudProcess:
+        return self.spawn().ready(timeout)
+
+    def spawn(self) -> CloudProcess:
+        """Start the process without waiting (several replicas start side by side); then ``ready()``."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         info = self.data_dir / "cloud.json"
         info.unlink(missing_ok=True)
         args = [*EDGEFC, "cloud", "serve", "--data-dir", str(self.data_dir), "--listen", self.listen]
         if self.db:
             args += ["--db", self.db]
+        if self.tls:
+            args += ["--tls-cert", str(self.tls[0]), "--tls-key", str(self.tls[1])]
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def ready(self, timeout: float = 20.0) -> CloudProcess:
+        """Wait until the spawned cloud listens; stops it and raises when it does not."""
+        info = self.data_dir / "cloud.json"
         try:
             wait_for(lambda: info.exists() or self.proc.poll() is not None, timeout, "the cloud to start")  # type: ignore[union-attr]
             if self.proc.poll() is not None:
                 raise RuntimeError(f"cloud exited with {self.proc.returncode}:\n{self.log_path.read_text()[-3000:]}")
             self.url = json.loads(info.read_text())["url"]
             self.token = (self.data_dir / "admin.token").read_text().strip()
+            verify: Any = ssl.create_default_context(cafile=str(self.tls[0])) if self.tls else True
+            self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"},
+                                       timeout=30, verify=verify)  # fmt: skip
         except BaseException:
             self.stop()
             raise
-        self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"}, timeout=30)
         return self
 
     def stop(self) -> int:
@@ -126,9 +142,9 @@ class AgentGatewayProcess(GatewayProcess):
             env["EDGEFC_TEST_LISTEN"] = listen
         self.netns = netns
         extra = dict(config or {})
-        # Reports every 0.5 s and retries within 1 s, so that tests run in seconds.
+        # Reports every half second and retries within a second, so that tests take seconds, not minutes.
         cloud = {"url": cloud_url, "gateway_id": instance, "token_file": str(token_file), "status_interval_s": 0.5,
-                 "backoff_max_s": 1.0, **extra.pop("cloud", {})}  # fmt: skip
+                 "retry_max_s": 1.0, **extra.pop("cloud", {})}  # fmt: skip
         super().__init__(data_dir, env=env, config={"cloud": cloud, **extra})
 
     def start(self, timeout: float = 20.0) -> AgentGatewayProcess:

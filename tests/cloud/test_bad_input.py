@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sqlite3
+import stat
 import threading
 import time
 import zipfile
@@ -57,6 +59,19 @@ def test_bundles_get_the_gateways_checks(shared: CloudProcess) -> None:
         archive.writestr("../../etc/cron.d/evil", "x")
     assert "climbs out of the bundle" in _error(c.post("/v1/functions/hello/versions", content=buffer.getvalue()), 422)
     assert "not a valid zip" in _error(c.post("/v1/functions/hello/versions", content=b"PK no zip"), 422)
+    link = io.BytesIO()
+    with zipfile.ZipFile(link, "w") as archive:
+        archive.writestr("index.py", HELLO["index.py"])
+        entry = zipfile.ZipInfo("secrets")
+        entry.external_attr = (stat.S_IFLNK | 0o777) << 16
+        archive.writestr(entry, "/etc/shadow")
+    assert "symbolic link" in _error(c.post("/v1/functions/hello/versions", content=link.getvalue()), 422)
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("index.py", HELLO["index.py"])
+        archive.writestr("zeros.bin", b"\0" * (60 << 20))  # 60 MiB that packs into about 60 KiB
+    assert len(bomb.getvalue()) < 1 << 20
+    assert "unpacks to" in _error(c.post("/v1/functions/hello/versions", content=bomb.getvalue()), 422)
     missing = code_zip({"main.py": "def handler(e, c):\n    return 1\n"})
     assert "index.py" in _error(c.post("/v1/functions/hello/versions", content=missing), 422)
     huge = b"\0" * (51 << 20)
@@ -170,7 +185,7 @@ def test_an_artifact_that_does_not_match_its_hash_is_refused_and_retried(tmp_pat
         assert cloud.wait_final(inst["id"], 1)["status"] == "succeeded"
         number = cloud.function("hello", {"index.py": "def handler(e, c):\n    return b'new'\n"})
         sha = cloud.api("GET", f"/v1/functions/hello/versions/{number}", 200)["sha256"]
-        with sqlite3.connect(tmp_path / "cloud" / "cloud.db") as db:  # a corrupted store, as a disk fault would
+        with contextlib.closing(sqlite3.connect(tmp_path / "cloud" / "cloud.db")) as db, db:  # a disk fault's work
             db.execute("UPDATE artifacts SET data = ? WHERE sha256 = ?", (code_zip({"index.py": "evil = 1\n"}), sha))
         cloud.api("PUT", f"/v1/instances/{inst['id']}/assignments/hello", 200, json={"version": number})
         cloud.api("POST", f"/v1/instances/{inst['id']}/deployments", 201)

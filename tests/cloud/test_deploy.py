@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.cloud.harness import CloudProcess, wait_for
+from tests.conftest import need_binary
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -49,6 +52,7 @@ def test_deploy_reaches_the_gateway_with_every_stage_and_a_failed_start_rolls_ba
                       what="a status report")  # fmt: skip
     assert status["online"] and status["reported_at"] and status["functions"][0]["name"] == "hello"
     assert status["host"]["memory_total_bytes"] > 0 and abs(status["clock_skew_s"]) < 5
+    assert status["devices"] == [] and status["history"]["time"]  # what the console draws its charts from
     found = wait_for(lambda: cloud.api("GET", f"/v1/instances/{inst['id']}/logs", 200,
                                        params={"function": "hello", "q": "served"})["entries"], what="log lines")  # fmt: skip
     assert "served" in found[0]["message"] and found[0]["level"] == "warning"
@@ -118,3 +122,47 @@ def test_hot_deploy_of_a_new_version_under_load_loses_no_invocation(cloud: Cloud
     switch = bodies.index(b"v2")
     assert set(bodies[switch:]) == {b"v2"}, "after the first v2 answer no v1 instance serves any more"
 
+
+
+def test_a_gateway_trusts_a_private_ca_for_an_https_cloud(tmp_path: Path, make_gateway: Any) -> None:
+    openssl = need_binary("openssl")
+    cert, key = tmp_path / "cloud.pem", tmp_path / "cloud.key"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)  # fmt: skip
+    cloud = CloudProcess(tmp_path / "cloud", tls=(cert, key)).start()
+    try:
+        assert cloud.url.startswith("https://")
+        inst = _instance(cloud, "tls")
+        make_gateway(cloud.url, inst["id"], inst["token"], "tls", config={"cloud": {"ca_file": str(cert)}})
+        cloud.function("hello", V2)
+        cloud.api("PUT", f"/v1/instances/{inst['id']}/assignments/hello", 200, json={"version": 1})
+        cloud.api("POST", f"/v1/instances/{inst['id']}/deployments", 201)
+        assert cloud.wait_final(inst["id"], 1)["status"] == "succeeded"
+    finally:
+        cloud.stop()
+
+
+def test_a_gateway_rides_out_a_cloud_restart(tmp_path: Path, make_gateway: Any) -> None:
+    cloud = CloudProcess(tmp_path / "cloud").start()
+    try:
+        inst = _instance(cloud, "restart")
+        gw = make_gateway(cloud.url, inst["id"], inst["token"], "restart")
+        cloud.function("hello", V1)
+        cloud.function("hello", V2)
+        cloud.api("PUT", f"/v1/instances/{inst['id']}/assignments/hello", 200, json={"version": 1})
+        cloud.api("POST", f"/v1/instances/{inst['id']}/deployments", 201)
+        assert cloud.wait_final(inst["id"], 1)["status"] == "succeeded"
+
+        port = cloud.url.rsplit(":", 1)[1]
+        assert cloud.stop() == 0
+        wait_for(lambda: "cloud unreachable" in gw.log_text(), what="the gateway noticing the cloud is away")
+        assert gw.invoke("hello").content == b"v1"  # it keeps running what it has
+
+        cloud = CloudProcess(tmp_path / "cloud", listen=f"127.0.0.1:{port}").start()  # same database, same port
+        cloud.api("PUT", f"/v1/instances/{inst['id']}/assignments/hello", 200, json={"version": 2})
+        cloud.api("POST", f"/v1/instances/{inst['id']}/deployments", 201)
+        assert cloud.wait_final(inst["id"], 2)["status"] == "succeeded"
+        assert gw.invoke("hello").content == b"v2"
+    finally:
+        cloud.stop()

@@ -27,9 +27,11 @@ def postgres() -> Iterator[PostgresCluster]:
 def test_a_deploy_through_one_replica_reaches_a_gateway_on_the_other_within_a_second(
     tmp_path: Path, postgres: PostgresCluster, make_gateway: Any
 ) -> None:
-    one = CloudProcess(tmp_path / "one", db=postgres.url).start()
-    two = CloudProcess(tmp_path / "two", db=postgres.url).start()
+    one = CloudProcess(tmp_path / "one", db=postgres.url).spawn()
+    two = CloudProcess(tmp_path / "two", db=postgres.url).spawn()
     try:
+        one.ready()
+        two.ready()
         # The replicas share the database, not the admin token: each has its own data dir.
         inst = one.api("POST", "/v1/instances", 201, json={"name": "far"})
         assert [i["id"] for i in two.api("GET", "/v1/instances", 200)] == [inst["id"]]

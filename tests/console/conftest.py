@@ -43,11 +43,20 @@ def browser() -> Iterator[Any]:
         playwright.stop()
 
 
-@pytest.fixture
-def cloud(tmp_path: Path) -> Iterator[CloudProcess]:
-    process = CloudProcess(tmp_path / "cloud").start()
+@pytest.fixture(scope="module")
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CloudProcess]:
+    """One cloud for the module's tests; each test uses names of its own."""
+    process = CloudProcess(tmp_path_factory.mktemp("console") / "cloud").start()
     yield process
     assert process.stop() == 0
+
+
+@pytest.fixture
+def own_cloud(tmp_path: Path) -> Iterator[CloudProcess]:
+    """A cloud for one test alone (one that stops it)."""
+    process = CloudProcess(tmp_path / "cloud").start()
+    yield process
+    process.stop()
 
 
 class Browser:
@@ -59,6 +68,7 @@ class Browser:
         self.context.set_default_timeout(15_000)
         self.page = self.context.new_page()
         self.problems: list[str] = []
+        self.confirm_next = False  # a test that clicks a button asking "are you sure?" sets this first
         self.page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
         self.page.on("console", self._console)
         self.page.on("dialog", self._dialog)
@@ -69,6 +79,10 @@ class Browser:
             self.problems.append(f"console error: {message.text}")
 
     def _dialog(self, dialog: Any) -> None:
+        if self.confirm_next and dialog.type == "confirm":
+            self.confirm_next = False
+            dialog.accept()
+            return
         self.problems.append(f"dialog opened: {dialog.message}")
         dialog.dismiss()
 
@@ -93,8 +107,9 @@ class Browser:
 
 
 @pytest.fixture
-def web(browser: Any, cloud: CloudProcess, request: pytest.FixtureRequest) -> Iterator[Browser]:
-    session = Browser(browser, cloud)
+def web(browser: Any, request: pytest.FixtureRequest) -> Iterator[Browser]:
+    wanted = "own_cloud" if "own_cloud" in request.fixturenames else "cloud"
+    session = Browser(browser, request.getfixturevalue(wanted))
     yield session
     session.shot(f"last-{request.node.name}")  # where the test ended, for a failure's post-mortem
     session.close()

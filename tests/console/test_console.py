@@ -64,6 +64,10 @@ def test_sign_in_create_upload_assign_deploy_and_follow_logs(web: Browser, make_
     token = _text(page, "#token-value")
     instance = _text(page, "#instance-id")
     assert len(token) > 30 and instance.startswith("gw-")
+    web.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.get_by_role("button", name="Copy").click()
+    page.get_by_role("button", name="Copied").wait_for()
+    assert page.evaluate("navigator.clipboard.readText()") == token
     web.shot("instance-token")
     gw = make_gateway(web.cloud.url, instance, token)
 
@@ -116,6 +120,17 @@ def test_sign_in_create_upload_assign_deploy_and_follow_logs(web: Browser, make_
     assert page.locator("#log-rows b").count() == 0 and page.evaluate("window.pwned") is None
     web.shot("logs-follow")
 
+    # The filters are the gateway's own query: text, then a level no line has.
+    page.get_by_role("button", name="Stop following").click()
+    page.fill("#lf-q", marker)
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url(f"**q={marker}**")
+    assert page.locator("#log-rows tr").count() == 1
+    page.select_option("#lf-level", "error")
+    page.get_by_role("button", name="Search").click()
+    page.wait_for_url("**level=error**")
+    assert _text(page, "#log-rows") == "No lines match."
+
     # A phone-sized window: the same pages, nothing wider than the screen.
     page.set_viewport_size(PHONE)
     for name, path in (("phone-instance", f"/console/instances/{instance}"),
@@ -144,6 +159,11 @@ def test_escaping_csrf_and_sign_in_errors(web: Browser) -> None:
     assert _text(page, "h1").startswith(evil)
     assert page.locator("main img, main script").count() == 0
     web.shot("escaped-name")
+    # Rotating the token asks first, then shows the new one once.
+    web.confirm_next = True
+    page.get_by_role("button", name="Rotate token").click()
+    rotated = _text(page, "#token-value")
+    assert len(rotated) > 30 and rotated != made["token"] and not web.confirm_next
     # A function name with markup is refused by the rules, and the error stands next to the name field.
     page.goto("/console/functions")
     page.fill("#f-name", "<script>")
@@ -179,9 +199,12 @@ def test_escaping_csrf_and_sign_in_errors(web: Browser) -> None:
 
 
 def test_lists_of_100_instances_and_50_functions_load_under_a_second(web: Browser) -> None:
-    for n in range(50):
+    # The module's cloud may already hold a few from the other tests: top up to exactly 100 and 50.
+    have = len(web.cloud.api("GET", "/v1/functions", 200))
+    for n in range(50 - have):
         web.cloud.api("POST", "/v1/functions", 201, json={"name": f"fn-{n:02d}", "handler": "index.handler"})
-    for n in range(100):
+    have = len(web.cloud.api("GET", "/v1/instances", 200))
+    for n in range(100 - have):
         web.cloud.api("POST", "/v1/instances", 201, json={"name": f"gateway {n:03d}"})
     web.sign_in()
     timings = {}
@@ -196,7 +219,7 @@ def test_lists_of_100_instances_and_50_functions_load_under_a_second(web: Browse
     web.shot("instances-100")
 
 
-def test_keyboard_only_use_and_a_prompt_shutdown_with_live_pages_open(web: Browser) -> None:
+def test_keyboard_only_use_and_a_prompt_shutdown_with_live_pages_open(own_cloud: object, web: Browser) -> None:
     made = web.cloud.api("POST", "/v1/instances", 201, json={"name": "kb"})
     page = web.page
     page.goto("/login")

@@ -98,13 +98,40 @@ def test_sparklines_scale_from_zero_and_skip_gaps() -> None:
     assert sparkline([7]).points.count(",") == 2  # one value still draws a flat line
 
 
-def test_figures_keep_one_point_per_report_unless_the_gateway_sends_history() -> None:
+def test_figures_are_the_gateways_history_then_the_reports_seen_since() -> None:
     figures = Figures()
     for second, mem in ((1, 100), (1, 999), (2, 200)):
         figures.add("gw", {"reported_at": f"2026-12-01T00:00:0{second}Z", "host": {"cpu_percent": 5.0},
                            "functions": [{"name": "f", "cpu_percent": 1.5, "memory_bytes": mem}]})
     series = figures.series("gw", {})
-    assert series["functions"]["f"] == {"cpu": [1.5, 1.5], "memory": [100, 200]}
-    history = {"time": [1, 2], "host": {"cpu_percent": [1, 2], "memory_bytes": [3, 4]},
-               "functions": {"f": {"cpu_percent": [5, 6], "memory_bytes": [7, 8]}}}
-    assert figures.series("gw", {"history": history})["functions"]["f"] == {"cpu": [5, 6], "memory": [7, 8]}
+    assert series["functions"]["f"] == {"cpu": [1.5, 1.5], "memory": [100, 200]}  # one point per report time
+    start = 1796083200.0  # 2026-12-01T00:00:00Z
+    history = {"time": [start - 10, start + 1], "host": {"cpu_percent": [1, 2], "memory_bytes": [3, 4]},
+               "functions": {"f": {"cpu_percent": [6], "memory_bytes": [8]}, "g": {"cpu_percent": [1, 1]}}}
+    merged = figures.series("gw", {"history": history})
+    assert merged["host"]["cpu"] == [1, 2, 5.0]  # the report at 00:00:02 came after the history's last point
+    assert merged["functions"]["f"] == {"cpu": [None, 6, 1.5], "memory": [None, 8, 200]}
+    assert merged["functions"]["g"]["cpu"] == [1, 1, None]
+
+
+def test_deployment_stages_are_marked_done_current_or_bad() -> None:
+    from edgefc.cloud.console.instances import deploy_view
+
+    def dep(number: int, status: str, stages: list[str]) -> dict[str, object]:
+        return {"number": number, "status": status, "stages": [{"stage": s} for s in stages]}
+
+    view = deploy_view([dep(1, "succeeded", ["pending", "downloading", "applying", "succeeded"]),
+                         dep(2, "applying", ["pending", "downloading", "applying"])])
+    assert view["latest"]["number"] == 2 and [d["number"] for d in view["history"]] == [2, 1]
+    assert [(m["stage"], m["kind"]) for m in view["marks"]] == [
+        ("pending", "done"), ("downloading", "done"), ("applying", "current"), ("succeeded", "")]
+    failed = deploy_view([dep(3, "rolled_back", ["pending", "downloading", "applying", "rolled_back"])])
+    assert failed["marks"][-1] == {"stage": "rolled_back", "kind": "bad"}
+    assert deploy_view([]) == {"latest": None, "marks": [], "history": []}
+
+
+def test_an_event_cannot_be_split_by_carriage_returns() -> None:
+    from edgefc.cloud.console.live import event
+
+    raw = event("row", "a\rid: 9\r\nb\nevent: x", event_id="t1").decode()
+    assert raw == "event: row\nid: t1\ndata: a\ndata: id: 9\ndata: b\ndata: event: x\n\n"

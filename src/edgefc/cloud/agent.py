@@ -13,7 +13,9 @@ import enum
 import hashlib
 import json
 import logging
+import ssl
 import time
+import traceback
 from collections import deque
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,9 +31,11 @@ from edgefc.supervisor.policy import RestartPolicy
 log = logging.getLogger("edgefc.cloud.agent")
 
 POLL_WAIT_S = 25.0
-STATUS_INTERVAL_S = 5.0
 DOWNLOAD_ATTEMPTS = 3  # a bundle that fails its sha256 check this often fails the deployment
 MAX_STATUS_FUNCTIONS = 200
+MAX_STATUS_DEVICES = 200
+STATUS_HISTORY_S = 600.0  # how much CPU and memory history a status carries, for the console's charts
+HISTORY_EVERY_S = 60.0  # how often a status carries it
 MAX_REPORT_BYTES = 200 * 1024  # the cloud takes 256 KiB; status and answers are trimmed below this
 SKEW_WARN_S = 300.0
 _STATUS_KEYS = ("name", "mode", "state", "isolation", "version", "restarts", "last_exit", "invocations", "errors",
@@ -55,6 +59,12 @@ class GatewayPort(Protocol):
 
     def host_stats(self) -> dict[str, Any]:
         """The ``host`` part of ``GET /v1/stats``."""
+
+    def stats_history(self, seconds: float) -> dict[str, Any]:
+        """The ``history`` part of ``GET /v1/stats?history=<seconds>`` (the console draws its charts from it)."""
+
+    def devices(self) -> list[dict[str, Any]]:
+        """As ``GET /v1/devices``: each device with its driver, online state and last properties."""
 
     async def query_logs(self, function: str, params: dict[str, str]) -> tuple[int, Any]:
         """``GET /v1/functions/{function}/logs`` with ``params`` → (HTTP status, JSON body)."""
@@ -80,21 +90,21 @@ class _Refused(Exception):
 class CloudAgent:
     """One gateway's link to the cloud; ``run()`` until cancelled."""
 
-    def __init__(self, port: GatewayPort, config: CloudConfig, *, poll_wait_s: float = POLL_WAIT_S,
-                 status_interval_s: float = STATUS_INTERVAL_S, backoff_cap_s: float = 30.0) -> None:  # fmt: skip
+    def __init__(self, port: GatewayPort, config: CloudConfig, *, poll_wait_s: float = POLL_WAIT_S) -> None:
         if not (config.url and config.gateway_id and config.token_file):
             raise ValidationError(["cloud: url, gateway_id and token_file are all needed to connect to a cloud"])
         self.port = port
         self.config = config
         self.poll_wait_s = poll_wait_s
-        self.status_interval_s = status_interval_s
-        self.backoff_cap_s = backoff_cap_s
+        self.status_interval_s = config.status_interval_s
+        self.backoff_cap_s = config.retry_max_s
         self.state = AgentState.STARTING
         self.last_error: str | None = None
         self.last_contact: float | None = None
         self.applied = 0
         self.clock_skew_s: float | None = None
         self._answered: deque[str] = deque(maxlen=256)
+        self._history_sent = float("-inf")
         self._max_bundle = LimitsConfig().max_bundle_bytes
         self._client: httpx.AsyncClient | None = None
 
@@ -105,7 +115,9 @@ class CloudAgent:
 
     async def run(self) -> None:
         """Poll, apply, report and answer until cancelled; never raises for anything the cloud does."""
-        verify: Any = str(self.config.ca_file) if self.config.ca_file else True
+        verify: Any = True
+        if self.config.ca_file:
+            verify = await asyncio.to_thread(ssl.create_default_context, cafile=str(self.config.ca_file))
         timeout = httpx.Timeout(15.0, read=self.poll_wait_s + 15.0)
         async with httpx.AsyncClient(base_url=str(self.config.url), verify=verify, timeout=timeout) as client:
             self._client = client
@@ -142,7 +154,10 @@ class CloudAgent:
     async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One request with this gateway's credentials; raises _Rejected (401), _Refused (other errors), httpx errors."""
         assert self._client is not None and self.config.token_file is not None
-        token = (await asyncio.to_thread(Path(self.config.token_file).read_text)).strip()
+        try:
+            token = (await asyncio.to_thread(Path(self.config.token_file).read_text)).strip()
+        except OSError as exc:
+            raise _Rejected(f"cannot read cloud.token_file {self.config.token_file}: {exc.strerror}") from None
         headers = {"Authorization": f"Bearer {token}", "X-Edgefc-Instance": str(self.config.gateway_id)}
         response = await self._client.request(method, path, headers=headers, **kwargs)
         if response.status_code == 401:
@@ -201,6 +216,10 @@ class CloudAgent:
             await self._report(number, "failed", "the gateway refused the deployment:\n" + "\n".join(exc.problems))
         except EdgefcError as exc:
             await self._report(number, "failed", f"{exc.type}: {exc.message}")
+        except Exception as exc:  # noqa: BLE001 — a bug in applying must reach the operator, not end the agent
+            log.exception("cloud deployment %d: applying failed unexpectedly", number)
+            await self._report(number, "failed", f"internal error while applying: {exc!r}",
+                               "".join(traceback.format_exception(exc)))  # fmt: skip
         else:
             parts = [f"{key}: {', '.join(result[key])}" for key in ("started", "unchanged", "removed") if result.get(key)]
             await self._report(number, "succeeded", "; ".join(parts) or "applied")
@@ -229,9 +248,9 @@ class CloudAgent:
                                              "times; nothing was applied, the gateway runs its previous deployment")  # fmt: skip
         return None
 
-    async def _report(self, number: int, stage: str, message: str, traceback: str | None = None) -> None:
+    async def _report(self, number: int, stage: str, message: str, trace: str | None = None) -> None:
         """Deliver one stage report, retrying until the cloud has it (stages must not be lost)."""
-        body = {"deployment": number, "stage": stage, "message": message[:4000], "traceback": traceback,
+        body = {"deployment": number, "stage": stage, "message": message[:4000], "traceback": trace,
                 "time": time.time()}  # fmt: skip
         backoff = self._backoff()
         while True:
@@ -265,6 +284,14 @@ class CloudAgent:
                   "deployment": {"version": info.get("version"), "status": info.get("status"),
                                  "message": (info.get("message") or "")[:2000]},
                   "agent": self.status()}  # fmt: skip
+        status["devices"] = self.port.devices()[:MAX_STATUS_DEVICES]
+        # The history changes slowly and weighs the most: once a minute is enough for the console's charts.
+        if time.monotonic() - self._history_sent >= HISTORY_EVERY_S:
+            status["history"] = self.port.stats_history(STATUS_HISTORY_S)
+            self._history_sent = time.monotonic()
+        for extra in ("history", "devices"):  # the console's extras go first when a report is too big
+            if len(json.dumps(status, default=str)) > MAX_REPORT_BYTES:
+                status.pop(extra, None)
         while len(json.dumps(status, default=str)) > MAX_REPORT_BYTES and status["functions"]:
             status["functions"] = status["functions"][: len(status["functions"]) // 2]
         return status

@@ -112,8 +112,9 @@ def create_app(service: CloudService, *, admin_token: str) -> FastAPI:
         """Liveness; needs no token."""
         return {"status": "ok", "version": __version__}
 
-    app.include_router(routes.router, dependencies=[Depends(require_admin)])
+    # The agent's routes first: a fleet's requests are most of the traffic, and routes are matched in order.
     app.include_router(agent_routes.router)
+    app.include_router(routes.router, dependencies=[Depends(require_admin)])
     console = _console()
     if console is not None:
         console.mount(app, service=service, admin_token=admin_token)

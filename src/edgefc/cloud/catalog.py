@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 from typing import Any
 
@@ -15,6 +16,7 @@ from edgefc.cloud.validate import FUNCTION_KEYS, check_bundle, check_function
 from edgefc.errors import Conflict, NotFound, ValidationError
 
 ACTIVE = ("pending", "downloading", "applying")
+ARTIFACT_CACHE_BYTES = 64 << 20
 
 
 def _function(row: Any) -> dict[str, Any]:
@@ -73,6 +75,9 @@ class Catalog:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # Artifacts never change (their name is their hash): a fleet fetching one version is served from memory.
+        self._artifacts: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._cached_bytes = 0
 
     async def create_function(self, data: dict[str, Any]) -> dict[str, Any]:
         """Add a function (``name``, ``runtime``, ``handler``, ``initializer``). Raises ValidationError, Conflict."""
@@ -186,7 +191,16 @@ class Catalog:
 
     async def artifact(self, sha: str) -> bytes:
         """An artifact's bytes by sha256. Raises NotFound."""
-        return await self.store.run(artifact_data, sha)
+        data = self._artifacts.get(sha)
+        if data is None:
+            data = await self.store.run(artifact_data, sha)
+            self._artifacts[sha] = data
+            self._cached_bytes += len(data)
+            while self._cached_bytes > ARTIFACT_CACHE_BYTES and len(self._artifacts) > 1:
+                self._cached_bytes -= len(self._artifacts.popitem(last=False)[1])
+        else:
+            self._artifacts.move_to_end(sha)
+        return data
 
 
 def artifact_data(conn: Connection, sha: str) -> bytes:

@@ -16,7 +16,6 @@ from sqlalchemy.exc import IntegrityError
 from edgefc.cloud import db
 from edgefc.cloud.catalog import ACTIVE, version_row
 from edgefc.cloud.fleet import assigned_entries, instance_row, online
-from edgefc.cloud.notify import Notifier
 from edgefc.cloud.store import Store, iso, now
 from edgefc.cloud.validate import check_manifest
 from edgefc.errors import Conflict, NotFound, ValidationError
@@ -56,9 +55,8 @@ def _stage(stage: str, message: str) -> dict[str, Any]:
 class Deployments:
     """Deploy, list, get, roll back; record the stages a gateway reports."""
 
-    def __init__(self, store: Store, notifier: Notifier) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.notifier = notifier
 
     async def deploy(self, instance_id: str) -> dict[str, Any]:
         """Deploy the instance's current assignments, routes and devices.
@@ -106,11 +104,10 @@ class Deployments:
 
     async def _made(self, instance_id: str, work: Any) -> dict[str, Any]:
         try:
-            made = await self.store.run(work)
+            made = await self.store.run(work, notify=(f"instance:{instance_id}", f"events:{instance_id}"))
         except IntegrityError:
             raise Conflict(f"another deploy to instance {instance_id} was made at the same moment and won; "
                            "yours was not made (see its deployments)") from None  # fmt: skip
-        await self.notifier.notify(f"instance:{instance_id}", f"events:{instance_id}")
         return made
 
     def _insert(self, conn: Connection, instance: Any, manifest: dict[str, Any], shas: dict[str, str],
@@ -184,9 +181,7 @@ class Deployments:
                                  stages=[*row.stages, _stage(stage, message[:4000])], updated_at=now()))  # fmt: skip
             return view(deployment_row(conn, instance_id, number))
 
-        done = await self.store.run(work)
-        await self.notifier.notify(f"events:{instance_id}")
-        return done
+        return await self.store.run(work, notify=(f"events:{instance_id}",))
 
     def desired(self, conn: Connection, instance_id: str, after: int) -> dict[str, Any] | None:
         """The deployment the gateway should run, when newer than ``after``: the latest one not failed."""

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from edgefc.cloud import db
 from edgefc.cloud.catalog import function_row, version_row
+from edgefc.cloud.notify import ANY
 from edgefc.cloud.store import Store, iso, now
 from edgefc.cloud.validate import check_list, check_settings, function_entry
 from edgefc.errors import NotFound, Unauthorized, ValidationError
@@ -57,6 +58,19 @@ class Fleet:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        # instance id → sha256 of its token, as last read. A fleet's every request would otherwise cost a
+        # query; a rotation or deletion is announced to every replica with its commit and drops the entry.
+        self._tokens: dict[str, str] = {}
+        self._forgotten = 0  # a read that raced with a rotation must not put the old token back
+        store.notifier.listeners.append(self._forget)
+
+    def _forget(self, topic: str) -> None:
+        if topic == ANY or topic.startswith("token:"):
+            self._forgotten += 1
+        if topic == ANY:
+            self._tokens.clear()
+        elif topic.startswith("token:"):
+            self._tokens.pop(topic[len("token:"):], None)
 
     async def create_instance(self, data: dict[str, Any]) -> dict[str, Any]:
         """A new instance ``{"name"}`` → its view plus ``token`` (shown this once). Raises ValidationError."""
@@ -108,7 +122,7 @@ class Fleet:
                 conn.execute(delete(table).where(table.c.instance_id == instance_id))
             conn.execute(delete(db.instances).where(db.instances.c.id == instance_id))
 
-        await self.store.run(work)
+        await self.store.run(work, notify=(f"token:{instance_id}",))
 
     async def rotate_token(self, instance_id: str) -> dict[str, Any]:
         """A new token for the instance (shown once); the old one is refused from now on. Raises NotFound."""
@@ -120,20 +134,24 @@ class Fleet:
                          .values(token_sha256=token_hash(token), token_rotated_at=now()))  # fmt: skip
             return {**instance_view(instance_row(conn, instance_id), now()), "token": token}
 
-        return await self.store.run(work)
+        return await self.store.run(work, notify=(f"token:{instance_id}",))
 
     async def authenticate(self, instance_id: str, token: str) -> None:
-        """Check a gateway's credentials (a read only: the long poll and reports mark it seen). Raises Unauthorized saying which part is wrong."""
-
-        def work(conn: Connection) -> None:
-            row = conn.execute(select(db.instances.c.token_sha256).where(db.instances.c.id == instance_id)).first()
+        """Check a gateway's credentials (the long poll and reports mark it seen). Raises Unauthorized saying
+        which part is wrong."""
+        known = self._tokens.get(instance_id)
+        if known is None:
+            before = self._forgotten
+            row = await self.store.run(lambda conn: conn.execute(
+                select(db.instances.c.token_sha256).where(db.instances.c.id == instance_id)).first())  # fmt: skip
             if row is None:
                 raise Unauthorized(f"no instance with id {instance_id!r} (check cloud.gateway_id)")
-            if not hmac.compare_digest(row.token_sha256, token_hash(token)):
-                raise Unauthorized(f"the token of instance {instance_id} is wrong or was rotated "
-                                   "(put the current one in cloud.token_file)")  # fmt: skip
-
-        await self.store.run(work)
+            known = row.token_sha256
+            if self._forgotten == before:
+                self._tokens[instance_id] = known
+        if not hmac.compare_digest(known, token_hash(token)):
+            raise Unauthorized(f"the token of instance {instance_id} is wrong or was rotated "
+                               "(put the current one in cloud.token_file)")  # fmt: skip
 
     async def put_assignment(self, instance_id: str, function: str, data: dict[str, Any]) -> dict[str, Any]:
         """Assign ``version`` of ``function`` with every setting of the manifest entry.

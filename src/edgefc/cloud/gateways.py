@@ -24,6 +24,7 @@ from edgefc.errors import GatewayOffline, ValidationError
 POLL_WAIT_S = 25.0  # how long a long poll is held when nothing changes
 ANSWER_WAIT_S = 10.0  # how long an operator waits for a gateway's answer
 EVENT_HEARTBEAT_S = 15.0
+TOUCH_EVERY_S = 10.0  # well inside fleet.ONLINE_WINDOW_S
 MAX_STATUS_BYTES = 256 * 1024  # what a status report may weigh; the agent trims below this
 LOG_PARAMS = ("function", "since", "until", "level", "q", "request_id", "limit", "order")
 
@@ -35,6 +36,7 @@ class Gateways:
         self.store = store
         self.notifier = notifier
         self.deployments = deployments
+        self._touched: dict[str, float] = {}  # instance → when this replica last wrote its last_seen
 
     async def desired(self, instance_id: str, after: int, wait: float = POLL_WAIT_S) -> dict[str, Any]:
         """Long poll: the deployment newer than ``after`` and open live requests, as soon as there are any.
@@ -42,17 +44,24 @@ class Gateways:
         Returns ``{"deployment": … | None, "requests": [...], "server_time"}`` after at most ``wait`` seconds.
         """
 
-        def look(conn: Connection) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-            conn.execute(update(db.instances).where(db.instances.c.id == instance_id).values(last_seen=now()))
+        def look(conn: Connection, touch: bool) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+            if touch:
+                conn.execute(update(db.instances).where(db.instances.c.id == instance_id).values(last_seen=now()))
+            # Only fresh requests: one whose asker is gone (a replica stopped mid-wait) must not keep waking the poll.
             rows = conn.execute(select(db.requests).where(db.requests.c.instance_id == instance_id,
-                                                          db.requests.c.answer.is_(None))).all()  # fmt: skip
+                                                          db.requests.c.answer.is_(None),
+                                                          db.requests.c.created_at > now() - ANSWER_WAIT_S)).all()  # fmt: skip
             asks = [{"id": r.id, "kind": r.kind, "params": r.params} for r in rows]
             return self.deployments.desired(conn, instance_id, after), asks
 
         deadline = now() + max(0.0, min(wait, 60.0))
         with self.notifier.subscribe(f"instance:{instance_id}") as waiter:
             while True:
-                deployment, asks = await self.store.run(look)
+                # last_seen needs to be fresh to within the online window, not to every poll: a write saved.
+                touch = now() - self._touched.get(instance_id, 0.0) >= TOUCH_EVERY_S
+                deployment, asks = await self.store.run(look, touch)
+                if touch:
+                    self._touched[instance_id] = now()
                 left = deadline - now()
                 if deployment is not None or asks or left <= 0 or self.notifier.closed:
                     return {"deployment": deployment, "requests": asks, "server_time": now()}
@@ -70,15 +79,23 @@ class Gateways:
         received = now()
         skew = float(sent) - received if isinstance(sent, int | float) and not isinstance(sent, bool) else None
         status = {"functions": functions, "host": host, "deployment": body.get("deployment"), "agent": body.get("agent")}
+        # The console's extras, kept only when they have the right shape.
+        if isinstance(body.get("devices"), list):
+            status["devices"] = body["devices"]
+        if isinstance(body.get("history"), dict):
+            status["history"] = body["history"]
         version = (body.get("deployment") or {}).get("version") if isinstance(body.get("deployment"), dict) else None
 
         def work(conn: Connection) -> bool:
+            if "history" not in status:  # sent once a minute, not with every report: keep the last one
+                before = conn.execute(select(db.instances.c.status).where(db.instances.c.id == instance_id)).scalar()
+                if isinstance(before, dict) and "history" in before:
+                    status["history"] = before["history"]
             conn.execute(update(db.instances).where(db.instances.c.id == instance_id)
                          .values(status=status, status_at=received, last_seen=received, clock_skew_s=skew))  # fmt: skip
             return self.deployments.settle(conn, instance_id, version)
 
-        await self.store.run(work)
-        await self.notifier.notify(f"events:{instance_id}")
+        await self.store.run(work, notify=(f"events:{instance_id}",))
         return {"received_at": iso(received), "clock_skew_s": skew}
 
     async def status(self, instance_id: str) -> dict[str, Any]:
@@ -90,7 +107,8 @@ class Gateways:
             return {"instance": instance_id, "online": online(row, now()), "last_seen": iso(row.last_seen),
                     "reported_at": iso(row.status_at), "clock_skew_s": row.clock_skew_s,
                     "functions": status.get("functions", []), "host": status.get("host", {}),
-                    "deployment": status.get("deployment"), "agent": status.get("agent")}  # fmt: skip
+                    "deployment": status.get("deployment"), "agent": status.get("agent"),
+                    **{k: status[k] for k in ("devices", "history") if k in status}}  # fmt: skip
 
         return await self.store.run(work)
 
@@ -109,6 +127,7 @@ class Gateways:
             row = instance_row(conn, instance_id)
             if not online(row, now()):
                 raise GatewayOffline(f"instance {instance_id} is offline (last seen {iso(row.last_seen) or 'never'})")
+            conn.execute(delete(db.requests).where(db.requests.c.created_at < now() - 6 * ANSWER_WAIT_S))  # leftovers
             conn.execute(insert(db.requests).values(id=request_id, instance_id=instance_id, kind="logs",
                                                     params=params, created_at=now()))  # fmt: skip
 
@@ -116,9 +135,8 @@ class Gateways:
             return conn.execute(select(db.requests.c.answer).where(db.requests.c.id == request_id)).scalar()
 
         with self.notifier.subscribe(f"answer:{request_id}") as waiter:
-            await self.store.run(ask)
+            await self.store.run(ask, notify=(f"instance:{instance_id}",))
             try:
-                await self.notifier.notify(f"instance:{instance_id}")
                 deadline = now() + ANSWER_WAIT_S
                 while (got := await self.store.run(answer)) is None:
                     if now() >= deadline:
@@ -136,8 +154,7 @@ class Gateways:
         answer = {"status": status, "body": body.get("body")}
         await self.store.run(lambda conn: conn.execute(
             update(db.requests).where(db.requests.c.id == request_id, db.requests.c.instance_id == instance_id)
-            .values(answer=answer)))  # fmt: skip
-        await self.notifier.notify(f"answer:{request_id}")
+            .values(answer=answer)), notify=(f"answer:{request_id}",))  # fmt: skip
 
     async def events(self, instance_id: str, number: int | None = None) -> AsyncIterator[str]:
         """Server-sent events: the deployment (``number`` or the latest) and the gateway's status, on each change.

@@ -12,15 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from edgefc.supervisor.policy import RestartPolicy
 
 log = logging.getLogger("edgefc.cloud.notify")
 
 CHANNEL = "edgefc_cloud"
+ANY = "*"  # the topic that means "anything may have changed"
 
 
 class Waiter:
@@ -51,6 +52,8 @@ class Notifier:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.listening = asyncio.Event()
         self.closed = False
+        # Called with every topic this process hears of, and with ANY after a gap in listening (caches drop all).
+        self.listeners: list[Callable[[str], None]] = []
 
     def close(self) -> None:
         """The replica is stopping: wake every waiter, and long polls and streams end instead of waiting."""
@@ -75,9 +78,17 @@ class Notifier:
                         del self._waiters[topic]
 
     def wake_local(self, topic: str) -> None:
-        """Wake this process's waiters on ``topic`` (event loop thread only)."""
+        """Wake this process's waiters on ``topic`` and tell its listeners (event loop thread only)."""
+        for listener in self.listeners:
+            listener(topic)
         for waiter in list(self._waiters.get(topic, ())):
             waiter.wake()
+
+    def announce(self, conn: Connection, topics: Sequence[str]) -> None:
+        """Send ``topics`` to every replica with ``conn``'s transaction (PostgreSQL; nothing on SQLite)."""
+        if self.remote:
+            for topic in topics:
+                conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": topic})
 
     async def notify(self, *topics: str) -> None:
         """Tell every replica (this one at once) that ``topics`` changed; call after the change committed."""
@@ -86,11 +97,9 @@ class Notifier:
         if self.remote and topics:
             await asyncio.to_thread(self._send, topics)
 
-    def _send(self, topics: tuple[str, ...]) -> None:
-        with self.engine.connect() as conn:
-            for topic in topics:
-                conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": topic})
-            conn.commit()
+    def _send(self, topics: Sequence[str]) -> None:
+        with self.engine.begin() as conn:
+            self.announce(conn, topics)
 
     async def run(self) -> None:
         """Follow the PostgreSQL channel until cancelled, reconnecting with backoff; returns at once on SQLite."""
@@ -106,7 +115,7 @@ class Notifier:
             except Exception as exc:  # noqa: BLE001 — a lost database connection is retried, not fatal
                 log.warning("LISTEN connection lost (%s); reconnecting", exc)
             # After a gap anything may have changed: wake everyone to re-read.
-            for topic in list(self._waiters):
+            for topic in [ANY, *self._waiters]:
                 self.wake_local(topic)
             await asyncio.sleep(backoff.on_exit(0.0).delay)
 

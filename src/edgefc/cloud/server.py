@@ -27,7 +27,7 @@ from edgefc.config.gateway import split_host_port
 log = logging.getLogger("edgefc.cloud")
 
 DEFAULT_LISTEN = "127.0.0.1:8800"
-DB_THREADS = 16
+DB_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,11 @@ async def serve(options: CloudOptions) -> int:
     except (OSError, ValueError) as exc:
         log.error("cannot listen on %s: %s", options.listen, exc)
         return 3
-    # Database work runs in threads: enough of them that a fleet's long polls and reports do not queue.
-    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=DB_THREADS, thread_name_prefix="db"))
+    # Database work runs in threads: enough of them that a fleet's long polls and reports do not queue on
+    # PostgreSQL.
+    # SQLite takes one writer at a time: more threads would only fight over the GIL.
+    threads = DB_THREADS if engine.dialect.name == "postgresql" else 2
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=threads, thread_name_prefix="db"))
     service = CloudService(engine)
     app = create_app(service, admin_token=token)
     tls = options.tls_cert is not None

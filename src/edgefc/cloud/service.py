@@ -22,9 +22,9 @@ class CloudService:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self.store = Store(engine)
         self.notifier = Notifier(engine)
+        self.store = Store(engine, self.notifier)
         self.catalog = Catalog(self.store)
         self.fleet = Fleet(self.store)
-        self.deployments = Deployments(self.store, self.notifier)
+        self.deployments = Deployments(self.store)
         self.gateways = Gateways(self.store, self.notifier, self.deployments)

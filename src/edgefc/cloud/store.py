@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
+
+from edgefc.cloud.notify import Notifier
 
 T = TypeVar("T")
 
@@ -30,24 +32,34 @@ def iso(seconds: float | None) -> str | None:
 class Store:
     """Runs a function on a connection inside one transaction, in a worker thread (never on the event loop)."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, notifier: Notifier) -> None:
         self.engine = engine
+        self.notifier = notifier
         # SQLite has one writer at a time and its busy handler sleeps in steps of up to 100 ms: taking turns
         # here is far faster than letting threads collide there. PostgreSQL needs no such turn-taking.
         self._turn: threading.Lock | contextlib.nullcontext[None] = (
             threading.Lock() if engine.dialect.name == "sqlite" else contextlib.nullcontext()
         )
 
-    async def run(self, work: Callable[..., T], *args: Any) -> T:
-        """``work(conn, *args)`` in a transaction that commits when it returns; raises what ``work`` raises."""
-        return await asyncio.to_thread(self._run, work, *args)
+    async def run(self, work: Callable[..., T], *args: Any, notify: Sequence[str] = ()) -> T:
+        """``work(conn, *args)`` in a transaction that commits when it returns; raises what ``work`` raises.
 
-    def _run(self, work: Callable[..., T], *args: Any) -> T:
+        ``notify`` topics are announced with the commit (PostgreSQL delivers NOTIFY only if it commits) and
+        woken in this process right after.
+        """
+        result = await asyncio.to_thread(self._run, work, args, notify)
+        for topic in notify:
+            self.notifier.wake_local(topic)
+        return result
+
+    def _run(self, work: Callable[..., T], args: tuple[Any, ...], notify: Sequence[str] = ()) -> T:
         with self._turn, self.engine.begin() as conn:
-            return work(conn, *args)
+            result = work(conn, *args)
+            self.notifier.announce(conn, notify)
+            return result
 
     def run_sync(self, work: Callable[..., T], *args: Any) -> T:
         """The same, blocking (for code already in a thread)."""
-        return self._run(work, *args)
+        return self._run(work, args)
 
 

@@ -170,12 +170,10 @@ class CloudConfig(BaseModel):
     gateway_id: str | None = None
     token_file: Path | None = None
     ca_file: Path | None = None  # a CA bundle to trust for an https cloud.url (a private CA)
-    mqtt_url: Annotated[str | None, AfterValidator(_url_checker(("mqtt", "mqtts"), "mqtt://broker:1883"))] = (
-        None
-    )
+    status_interval_s: Annotated[float, Field(ge=0.1, le=3600)] = 5.0  # how often the agent reports status
+    retry_max_s: Annotated[float, Field(ge=0.1, le=3600)] = 30.0  # the cap of the agent's retry backoff
+    mqtt_url: Annotated[str | None, AfterValidator(_url_checker(("mqtt", "mqtts"), "mqtt://broker:1883"))] = None
     topic_prefix: str = ""
-    status_interval_s: float = Field(default=5.0, ge=0.1, le=3600)  # how often the agent reports status
-    backoff_max_s: float = Field(default=30.0, ge=0.1, le=3600)  # the longest wait between two tries to reach it
 
 
 class LogsConfig(BaseModel):

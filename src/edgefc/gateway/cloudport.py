@@ -46,6 +46,13 @@ class CloudPort:
     def host_stats(self) -> dict[str, Any]:
         return self._control.host_stats()
 
+    def stats_history(self, seconds: float) -> dict[str, Any]:
+        history: dict[str, Any] = self._gateway.stats.snapshot(history_s=seconds)["history"]
+        return history
+
+    def devices(self) -> list[dict[str, Any]]:
+        return self._gateway.devices.list_all()
+
     async def query_logs(self, function: str, params: dict[str, str]) -> tuple[int, Any]:
         response = await self._api.get(f"/v1/functions/{function}/logs", params=params)
         return response.status_code, response.json()

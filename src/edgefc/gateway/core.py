@@ -234,7 +234,7 @@ async def _start_cloud_agent(gateway: Gateway, stack: contextlib.AsyncExitStack)
     cloud = gateway.config.cloud
     port = CloudPort(gateway)
     stack.push_async_callback(port.aclose)
-    agent = CloudAgent(port, cloud, status_interval_s=cloud.status_interval_s, backoff_cap_s=cloud.backoff_max_s)
+    agent = CloudAgent(port, cloud)
     group = gateway.tasks.child("cloud")
     stack.push_async_callback(group.aclose)
     group.service(agent.run, "cloud-agent")

@@ -65,20 +65,37 @@ class Figures:
         ring.append(sample)
 
     def series(self, instance_id: str, status: dict[str, Any]) -> dict[str, Any]:
-        """``{"host": {"cpu": [...], "memory": [...]}, "functions": {name: {"cpu": [...], "memory": [...]}}}``."""
-        history = status.get("history")
-        if isinstance(history, dict) and isinstance(history.get("time"), list):
-            host = history.get("host") or {}
-            functions = history.get("functions") or {}
-            return {
-                "host": {"cpu": host.get("cpu_percent") or [], "memory": host.get("memory_bytes") or []},
-                "functions": {name: {"cpu": cols.get("cpu_percent") or [], "memory": cols.get("memory_bytes") or []}
-                              for name, cols in functions.items() if isinstance(cols, dict)},
-            }
+        """``{"host": {"cpu": [...], "memory": [...]}, "functions": {name: {"cpu": [...], "memory": [...]}}}``.
+
+        The gateway's history (sent about once a minute) first, then the reports seen since its last point.
+        """
         ring = list(self._rings.get(instance_id) or [])
-        out: dict[str, Any] = {"host": {"cpu": [s.host_cpu for s in ring], "memory": [s.host_memory for s in ring]},
-                               "functions": {}}
-        for name in sorted({name for s in ring for name in s.functions}):
-            points = [s.functions.get(name, (None, None)) for s in ring]
-            out["functions"][name] = {"cpu": [p[0] for p in points], "memory": [p[1] for p in points]}
+        history = status.get("history")
+        times = history.get("time") if isinstance(history, dict) else None
+        if not isinstance(history, dict) or not isinstance(times, list) or not times:
+            history, times = {}, []
+        last = max((t for t in times if isinstance(t, int | float)), default=float("-inf"))
+        recent = [s for s in ring if s.at > last]
+        host = history.get("host") or {}
+        out: dict[str, Any] = {
+            "host": {"cpu": _column(host, "cpu_percent", len(times)) + [s.host_cpu for s in recent],
+                     "memory": _column(host, "memory_bytes", len(times)) + [s.host_memory for s in recent]},
+            "functions": {},
+        }
+        old = history.get("functions") or {}
+        for name in sorted(set(old) | {n for s in recent for n in s.functions}):
+            found = old.get(name)
+            cols: dict[str, Any] = found if isinstance(found, dict) else {}
+            points = [s.functions.get(name, (None, None)) for s in recent]
+            out["functions"][name] = {
+                "cpu": _column(cols, "cpu_percent", len(times)) + [p[0] for p in points],
+                "memory": _column(cols, "memory_bytes", len(times)) + [p[1] for p in points],
+            }
         return out
+
+
+def _column(columns: dict[str, Any], key: str, length: int) -> list[Any]:
+    """One series of the history, padded with gaps to ``length`` (a function that started late)."""
+    values = columns.get(key)
+    values = list(values) if isinstance(values, list) else []
+    return [None] * (length - len(values)) + values[-length:] if length else []

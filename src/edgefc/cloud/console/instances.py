@@ -64,10 +64,11 @@ def routes(console: Console) -> APIRouter:
         instance = await fleet.get_instance(instance_id)
         functions = await catalog.list_functions()
         history = await deployments.list(instance_id)
+        gateway = await service.gateways.status(instance_id)
         texts = {"routes": _yaml(instance["routes"]), "devices": _yaml(instance["devices"]), **(texts or {})}
         return console.page(request, "instance.html", session, status=status, instance=instance, token=token,
                             functions=functions, errors=errors or {}, texts=texts, flash=flash,
-                            deploy=_deploy_view(history))
+                            deploy=deploy_view(history), gateway=gateway)
 
     @router.get("/{instance_id}")
     @guard
@@ -143,8 +144,9 @@ def routes(console: Console) -> APIRouter:
 
         async def render() -> str:
             history = await deployments.list(instance_id)
+            gateway = await service.gateways.status(instance_id)
             return console.renderer.fragment("_deployments.html", instance=instance, csrf=csrf,
-                                             deploy=_deploy_view(history))
+                                             deploy=deploy_view(history), gateway=gateway)
 
         return live.fragments(request, service.notifier, instance_id, render)
 
@@ -217,7 +219,7 @@ def routes(console: Console) -> APIRouter:
     return router
 
 
-def _deploy_view(history: list[dict[str, Any]]) -> dict[str, Any]:
+def deploy_view(history: list[dict[str, Any]]) -> dict[str, Any]:
     """The latest deployment with its stages marked done/current/bad, and the recent history."""
     ordered = sorted(history, key=lambda d: d["number"], reverse=True)
     latest = ordered[0] if ordered else None

@@ -22,7 +22,12 @@ REFRESH_S = 5.0
 
 
 def event(name: str, data: str, *, event_id: str | None = None) -> bytes:
-    """One server-sent event; every line of ``data`` gets its own ``data:`` field."""
+    """One server-sent event; every line of ``data`` gets its own ``data:`` field.
+
+    A bare CR ends a line in the event-stream format too, so it is turned into LF first: a log line holding one
+    cannot start a field of its own.
+    """
+    data = data.replace("\r\n", "\n").replace("\r", "\n")
     lines = [f"event: {name}"]
     if event_id is not None:
         lines.append(f"id: {event_id}")
