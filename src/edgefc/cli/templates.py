@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edgefc import node as nodejs
+from edgefc.node.templates import TEMPLATES as NODE_TEMPLATES
 
 
 @dataclass(frozen=True)
@@ -187,11 +188,8 @@ PYTHON: dict[str, Template] = {
                       "edgefc logs {name} -f"),  # fmt: skip
 }
 
-NODE: dict[str, Template] = {
-    "on-demand": Template({"index.js": nodejs.TEMPLATE}, {"mode": "on_demand", "memory_mb": 128, "timeout_s": 3}),
-    "continuous": Template({"index.js": nodejs.TEMPLATE}, {"mode": "continuous", "memory_mb": 128},
-                           "edgefc invoke {name}"),  # fmt: skip
-}
+# Node.js (docs/nodejs.md): the node package's own table, in this table's shape.
+NODE: dict[str, Template] = {kind: Template(*entry) for kind, entry in NODE_TEMPLATES.items()}
 
-# runtime → its templates: Python has every kind, Node.js (docs/nodejs.md) the two run modes.
+# runtime → its templates.
 RUNTIMES: dict[str, dict[str, Template]] = {"python3": PYTHON, **{runtime: NODE for runtime in nodejs.RUNTIMES}}
