@@ -120,8 +120,8 @@ def test_async_invoke_prints_an_id(gateway: GatewayProcess) -> None:
 
 
 def test_init_refuses_bad_names_and_overwrites() -> None:
-    bad = run("init", "Bad_Name", "--dir", "/tmp/edgefc-cli-never-made")
-    assert bad.returncode == 2 and b"Bad_Name" in bad.stderr
+    bad = run("init", "bad.name", "--dir", "/tmp/edgefc-cli-never-made")
+    assert bad.returncode == 2 and b"bad.name" in bad.stderr
     assert not Path("/tmp/edgefc-cli-never-made").exists()
 
 

@@ -107,6 +107,19 @@ class InvokeArgs(_Args):
         return _timeout(v)
 
 
+class CompatInvokeArgs(InvokeArgs):
+    """lecoresdk's ``Client.invoke_function``: an invoke whose ``invokerContext`` reaches the callee."""
+
+    invoker_context: Any = None
+
+    @field_validator("invoker_context", mode="before")
+    @classmethod
+    def check_invoker_context(cls, v: Any) -> Any:
+        if _size(v) > MAX_VALUE_BYTES:
+            raise ValueError(f"larger than {MAX_VALUE_BYTES} bytes")
+        return v
+
+
 class PublishArgs(_Args):
     topic: Topic
     payload: bytes = b""
@@ -195,6 +208,7 @@ class NoArgs(_Args):
 
 MODELS: dict[str, type[_Args]] = {
     "invoke": InvokeArgs,
+    "compat.invoke": CompatInvokeArgs,
     "publish": PublishArgs,
     "device.list": NoArgs,
     "device.register": DeviceArgs,
