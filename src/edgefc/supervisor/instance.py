@@ -208,8 +208,10 @@ class Runner:
         out, self._out = self._out, None
         writer = self._writer
         if out and writer is not None and not writer.is_closing():
-            with contextlib.suppress(Exception):  # the connection is going; run() reports how
+            try:
                 writer.write(out[0] if len(out) == 1 else b"".join(out))
+            except Exception:  # noqa: BLE001 — the connection is going; run() reports how
+                pass
 
     async def invoke(self, request_id: str, payload: bytes, trigger: dict[str, Any], timeout: float) -> bytes:
         """Run one event; raises FunctionError (Handled, Timeout, OutOfMemory, Unhandled)."""
