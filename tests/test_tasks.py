@@ -82,3 +82,16 @@ def test_backoff_doubles_jitters_and_caps() -> None:
     assert backoff.next() == 0.5
     with pytest.raises(ValueError):
         delay(0, first=1.0, cap=1.0)
+
+
+async def test_a_cancelled_child_leaves_its_parent_once_its_tasks_ended() -> None:
+    root = TaskGroup("root")
+    child = root.child("instance")
+    task = child.spawn(asyncio.Event().wait(), "call")
+    child.cancel()
+    assert len(root) == 1  # the parent still knows the task until it has ended
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(0)
+    assert len(root) == 0 and child.closed
+    await root.aclose()

@@ -102,11 +102,29 @@ class TaskGroup:
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
+        if self._closed and not self._tasks:
+            self._leave_if_done()
         if task.cancelled():
             return
         exc = task.exception()
         if exc is not None:
             log.error("task %s of %s failed: %r", task.get_name(), self.name, exc, exc_info=exc)
+
+    def cancel(self) -> None:
+        """Close the group and cancel its tasks (and its children's) now, without waiting (``aclose`` waits).
+
+        The group leaves its parent once its last task has ended; until then the parent still waits for them."""
+        self._closed = True
+        for group in list(self._children):
+            group.cancel()
+        for task in self._tasks:
+            task.cancel()
+        self._leave_if_done()
+
+    def _leave_if_done(self) -> None:
+        if self._closed and not self._tasks and not self._children and self._parent is not None:
+            self._parent._children.discard(self)
+            self._parent._leave_if_done()
 
     async def aclose(self) -> None:
         """Cancel every task (children first) and wait until all have ended. Idempotent."""

@@ -110,7 +110,6 @@ class Gateway:
         (or on any failure while opening) close what was opened, in reverse. Raises EdgefcError, OSError."""
         data_dir, run_dir, token, gateway_id = await asyncio.to_thread(_prepare_data_dir, config)
         async with contextlib.AsyncExitStack() as stack:
-
             tasks = TaskGroup("gateway")
             stack.push_async_callback(tasks.aclose)  # closed last: every part has stopped its own tasks by then
             store = await asyncio.to_thread(StateStore, data_dir / "state.db")

@@ -82,8 +82,7 @@ class Runner:
         self._loop = asyncio.get_running_loop()
         self._callbacks: dict[int, asyncio.Future[Any]] = {}
         self._next_cid = 0
-        self._tasks = tasks
-        self._calls: set[asyncio.Task[None]] = set()  # SDK calls being served: cancelled when the instance ends
+        self._calls = tasks.child(f"instance-{self.id}")  # SDK calls being served: cancelled when the instance ends
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         # Whoever waited for readiness may have gone (a cancelled start): the failure is reported by the exit.
         self.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
@@ -136,8 +135,7 @@ class Runner:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for task in self._calls:
-            task.cancel()
+        self._calls.cancel()
         if self._writer is not None:
             self._writer.close()
         if not self.ended.done():
@@ -173,9 +171,7 @@ class Runner:
             if cfut is not None and not cfut.done():
                 cfut.set_result(frame)
         elif t == "call":
-            task = self._tasks.spawn(self._serve_call(frame), f"call-{self.id}")
-            self._calls.add(task)
-            task.add_done_callback(self._calls.discard)
+            self._calls.spawn(self._serve_call(frame), f"call-{self.id}")
         elif t == "ready":
             self.state = InstanceState.READY
             if not self.ready.done():
@@ -209,8 +205,10 @@ class Runner:
         out, self._out = self._out, None
         writer = self._writer
         if out and writer is not None and not writer.is_closing():
-            with contextlib.suppress(Exception):  # the connection is going; run() reports how
+            try:
                 writer.write(out[0] if len(out) == 1 else b"".join(out))
+            except Exception:  # noqa: BLE001 — the connection is going; run() reports how
+                pass
 
     async def invoke(self, request_id: str, payload: bytes, trigger: dict[str, Any], timeout: float) -> bytes:
         """Run one event; raises FunctionError (Handled, Timeout, OutOfMemory, Unhandled)."""
