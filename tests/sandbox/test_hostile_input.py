@@ -137,3 +137,14 @@ def test_an_empty_admin_token_is_refused_at_start(tmp_path: Path) -> None:
         assert (fresh.data_dir / "admin.token").stat().st_mode & 0o777 == 0o600
     finally:
         fresh.stop()
+
+
+def test_a_zip_needing_an_unknown_version_is_a_clean_4xx(gateway: GatewayProcess) -> None:
+    # Found by tests/fuzz: zipfile raises NotImplementedError for "version needed to extract" 6.4.
+    data = bytearray(_zip({"index.py": HELLO}))
+    at = data.find(b"PK\x01\x02")
+    data[at + 6 : at + 8] = (64).to_bytes(2, "little")
+    response = _put(gateway, yaml.safe_dump({"functions": [fn("zipv")]}), {"zipv": bytes(data)})
+    assert response.status_code in (400, 422), response.text
+    assert "not a valid zip file" in response.text
+    _unchanged(gateway)

@@ -182,13 +182,22 @@ def drop_privileges(uid: int) -> None:
         raise ConfineError(exc.errno or 0, f"dropping privileges to uid {uid}: {exc.strerror}") from None
 
 
+@functools.lru_cache(maxsize=256)
+def plan(code_dir: str, socket_path: str, private: tuple[str, ...]) -> tuple[View, tuple[str, ...]]:
+    """The view of a worker of ``code_dir`` and the bind mounts to make read-only in it.
+
+    Cached by the fork server (it calls this before forking): the next cold start of the same code skips the
+    file-system lookups. Code dirs are content-addressed, so a cached plan never goes stale.
+    """
+    view = plan_view(private, [code_dir, *python_paths(), socket_path])
+    sock = os.path.realpath(socket_path)
+    ro = tuple(k for k in view.keep if any(_inside(k, h) for h in view.hidden) and k != sock)
+    return view, ro
+
+
 def confine(*, uid: int, code_dir: str, socket_path: str, private: Iterable[str]) -> None:
     """Everything above, in order, for one worker. Raises ConfineError."""
-    keep_ro = [code_dir, *python_paths()]
-    view = plan_view(private, [*keep_ro, socket_path])
+    view, ro = plan(code_dir, socket_path, tuple(private))
     apply_view(view)
-    ro = [
-        k for k in view.keep if any(_inside(k, h) for h in view.hidden) and k != os.path.realpath(socket_path)
-    ]
     read_only(ro)
     drop_privileges(uid)

@@ -139,6 +139,11 @@ def serve(ctrl: socket.socket) -> None:
                 return
             if req.get("t") != "spawn":
                 continue
+            if confined:
+                try:  # planned here, cached for the next fork of the same code; a failure shows in the child
+                    confine.plan(req["code_dir"], req["socket"], tuple(_private_dirs(req)))
+                except (OSError, KeyError, TypeError):
+                    pass
             try:
                 pid = os.fork()
             except OSError as exc:
