@@ -170,6 +170,8 @@ def test_sign_in_create_upload_assign_deploy_and_follow_logs(web: Browser, make_
     # A phone-sized window: the same pages, nothing wider than the screen.
     page.set_viewport_size(PHONE)
     for name, path in (("phone-instance", f"/console/instances/{instance}"),
+                       ("phone-assign", f"/console/instances/{instance}/assign/hello"),
+                       ("phone-gateway", f"/console/instances/{instance}/gateway"),
                        ("phone-logs", f"/console/instances/{instance}/logs")):
         page.goto(path)
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], name
