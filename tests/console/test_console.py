@@ -187,6 +187,8 @@ def test_escaping_csrf_and_sign_in_errors(web: Browser) -> None:
     assert _text(page, "#token-error") == "That is not the admin token."
     assert page.get_attribute("#token", "aria-invalid") == "true"
     web.sign_in()
+    cookie = next(c for c in web.context.cookies() if c["name"] == "edgefc_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
 
     # A name holding markup is text everywhere it shows.
     evil = "<script>alert('x')</script><img src=x onerror=alert(2)>"
