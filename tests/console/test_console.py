@@ -23,6 +23,23 @@ V1 = textwrap.dedent("""\
         return b"v1:" + event
 """)
 V2 = {"index.py": V1.replace('b"v1:"', 'b"v2:"')}
+SENSOR = {"index.py": """
+    import edgefc.sdk as fc
+
+    CLIENTS = []
+
+    def init(context):
+        for info in fc.driver.devices():
+            client = fc.driver.ThingClient(info.product_key, info.device_name)
+            client.register_and_online()
+            client.report_properties({"temperature": 21.5, "label": "<i>warm</i>"})
+            CLIENTS.append(client)
+
+    def handler(event, context):
+        return b""
+"""}
+DEVICES = "- product_key: pk1\n  device_name: sensor-1\n  driver: sensor\n  tags: {room: lab}\n"
+ROUTES = "- name: nowhere\n  source: api\n  topic: /never/#\n  target: function:hello\n"
 
 
 def _text(page: Any, selector: str) -> str:
@@ -91,6 +108,20 @@ def test_sign_in_create_upload_assign_deploy_and_follow_logs(web: Browser, make_
     page.wait_for_url(f"**/console/instances/{instance}")
     assert "Assigned hello version 2" in _text(page, ".flash")
 
+    # A device driver (through the API), then the routes and devices forms.
+    web.cloud.function("sensor", SENSOR, initializer="index.init")
+    web.cloud.api("PUT", f"/v1/instances/{instance}/assignments/sensor", 200, json={"version": 1, "mode": "continuous"})
+    page.reload()
+    page.fill("#f-routes", ROUTES)
+    page.get_by_role("button", name="Save routes").click()
+    assert "Saved routes." in _text(page, ".flash")
+    page.fill("#f-devices", DEVICES.replace("driver: sensor", "driver: hello"))
+    page.get_by_role("button", name="Save devices").click()
+    assert "must be a continuous function" in _text(page, "#err-devices")
+    page.fill("#f-devices", DEVICES)
+    page.get_by_role("button", name="Save devices").click()
+    assert "Saved devices." in _text(page, ".flash")
+
     # Deploy and watch the stages arrive over server-sent events: the page is never reloaded.
     page.click("#deploy")
     page.wait_for_url(f"**/console/instances/{instance}#deployments")
@@ -104,7 +135,12 @@ def test_sign_in_create_upload_assign_deploy_and_follow_logs(web: Browser, make_
     # The gateway's page: its function with state, and charts filled from its reports.
     page.goto(f"/console/instances/{instance}/gateway")
     page.locator("#functions-table td.name", has_text="hello").wait_for()
+    # The warm invocation above shows up with the next report, over the live stream.
+    page.locator("#functions-table tr", has_text="hello").locator(".badge", has_text="idle").wait_for()
     page.locator("#functions-table svg polyline").nth(1).wait_for(state="attached", timeout=20_000)
+    device = page.locator("#devices-table tr", has_text="/pk1/sensor-1")
+    device.get_by_text("temperature = 21.5").wait_for()
+    assert "label = <i>warm</i>" in device.inner_text() and page.locator("#devices-table i").count() == 0
     web.shot("gateway")
 
     # Logs: follow, invoke through the gateway, and the new line appears — its markup shown as text.
@@ -134,6 +170,8 @@ def test_sign_in_create_upload_assign_deploy_and_follow_logs(web: Browser, make_
     # A phone-sized window: the same pages, nothing wider than the screen.
     page.set_viewport_size(PHONE)
     for name, path in (("phone-instance", f"/console/instances/{instance}"),
+                       ("phone-assign", f"/console/instances/{instance}/assign/hello"),
+                       ("phone-gateway", f"/console/instances/{instance}/gateway"),
                        ("phone-logs", f"/console/instances/{instance}/logs")):
         page.goto(path)
         assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"], name
@@ -149,6 +187,8 @@ def test_escaping_csrf_and_sign_in_errors(web: Browser) -> None:
     assert _text(page, "#token-error") == "That is not the admin token."
     assert page.get_attribute("#token", "aria-invalid") == "true"
     web.sign_in()
+    cookie = next(c for c in web.context.cookies() if c["name"] == "edgefc_session")
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
 
     # A name holding markup is text everywhere it shows.
     evil = "<script>alert('x')</script><img src=x onerror=alert(2)>"

@@ -43,6 +43,7 @@ def test_the_form_becomes_settings_and_back() -> None:
                                   "container": {"privileged": True, "ports": ["8080:80/tcp", "9090:90"]}}
     back = form_from_settings(converted.settings)
     assert settings_from_form(back).settings == converted.settings
+    assert form_from_settings({"timeout_s": 3.0, "idle_timeout_s": 0.5})["timeout_s"] == "3"
 
 
 def test_checks_name_the_field_with_the_gateways_words() -> None:

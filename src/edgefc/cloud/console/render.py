@@ -36,11 +36,15 @@ SECURITY_HEADERS = {
 
 
 def _when(value: Any) -> str:
-    """An ISO time or epoch seconds as ``2026-12-01 04:31:07Z``; empty for None."""
+    """An ISO time or epoch seconds (or milliseconds) as ``2026-12-01 04:31:07Z``; empty for None."""
     if value is None or value == "":
         return ""
     if isinstance(value, int | float):
-        moment = dt.datetime.fromtimestamp(value, tz=dt.UTC)
+        # Device property times are epoch milliseconds (the Link IoT convention); everything else seconds.
+        try:
+            moment = dt.datetime.fromtimestamp(value / 1000 if value > 1e11 else value, tz=dt.UTC)
+        except (OverflowError, OSError, ValueError):
+            return str(value)
     elif isinstance(value, dt.datetime):
         moment = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
     else:

@@ -117,8 +117,10 @@ def form_from_settings(settings: Mapping[str, Any] | None) -> dict[str, str]:
         return dict(DEFAULTS)
     values: dict[str, str] = {}
     for name in ("version", *TEXT_FIELDS, *NUMBER_FIELDS):
-        if settings.get(name) is not None:
-            values[name] = str(settings[name])
+        value = settings.get(name)
+        if value is not None:
+            # The cloud stores seconds as floats; 3.0 reads better as the 3 the user typed.
+            values[name] = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
     for name in JSON_FIELDS:
         if settings.get(name) is not None:
             values[name] = json.dumps(settings[name])
