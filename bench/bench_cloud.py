@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -152,6 +153,7 @@ def run(sizes: tuple[int, ...] = SIZES) -> dict[str, dict[str, Any]]:
             replica.stop()
         if cluster is not None:
             cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
     top = str(max(sizes))
     setup = f"{count} replica(s) on {'PostgreSQL' if cluster else 'SQLite'}"
     load = round(os.getloadavg()[0], 1)  # this machine is shared: a busy one stretches every figure here

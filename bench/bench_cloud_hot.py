@@ -9,6 +9,7 @@ A real cloud and a real gateway with its agent (process isolation). Run alone wi
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
 import time
@@ -67,6 +68,7 @@ def run() -> dict[str, dict[str, Any]]:
         if gw is not None:
             gw.stop()
         cloud.stop()
+        shutil.rmtree(work, ignore_errors=True)
     if done["status"] != "succeeded":
         raise RuntimeError(f"the hot deploy ended {done['status']}: {done['message']}")
     before = [lat * 1000 for t, lat, code in samples if t < t_deploy and code == 200]

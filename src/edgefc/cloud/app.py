@@ -70,16 +70,23 @@ def service_of(request: Request) -> CloudService:
     return request.app.state.service  # type: ignore[no-any-return]
 
 
-async def json_body(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
-    """The request's JSON object. Raises PayloadTooLarge, BadRequest."""
+async def read_json(request: Request, limit: int = MAX_JSON_BYTES, *, empty: Any = None) -> Any:
+    """The request's body parsed as JSON (``empty`` when there is none). Raises PayloadTooLarge, BadRequest."""
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit:
         raise PayloadTooLarge(f"request body of {length} bytes exceeds the cap of {limit}")
     raw = await read_body(request, limit)
+    if not raw:
+        return empty
     try:
-        data = json.loads(raw or b"{}")
+        return json.loads(raw)
     except ValueError as exc:
         raise BadRequest(f"the body is not JSON: {exc}") from None
+
+
+async def json_body(request: Request, limit: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """The request's JSON object. Raises PayloadTooLarge, BadRequest."""
+    data = await read_json(request, limit, empty={})
     if not isinstance(data, dict):
         raise BadRequest(f"the body must be a JSON object, got {type(data).__name__}")
     return data

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from edgefc.api.body import read_body
-from edgefc.cloud.app import MAX_JSON_BYTES, json_body, service_of
+from edgefc.cloud.app import json_body, read_json, service_of
 from edgefc.cloud.catalog import check_version_number
 from edgefc.cloud.validate import MAX_BUNDLE_BYTES
 from edgefc.errors import BadRequest, PayloadTooLarge
@@ -136,11 +135,7 @@ async def delete_assignment(instance_id: str, function: str, request: Request) -
 
 
 async def _list_body(request: Request, key: str) -> Any:
-    raw = await read_body(request, MAX_JSON_BYTES)
-    try:
-        data = json.loads(raw or b"null")
-    except ValueError as exc:
-        raise BadRequest(f"the body is not JSON: {exc}") from None
+    data = await read_json(request)
     return data.get(key) if isinstance(data, dict) and set(data) == {key} else data
 
 
