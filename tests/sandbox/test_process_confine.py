@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need_root
+from tests.conftest import need, need_root
 from tests.e2e.gateway_harness import GatewayProcess, fn
 
 PROBE = r"""
@@ -107,3 +107,35 @@ def test_process_worker_is_confined(gateway: GatewayProcess) -> None:
     assert seen["import_json_stdlib"] == "decimal"
     assert not (gateway.data_dir / "owned").exists()
     assert os.path.exists(gateway.data_dir / "admin.token")
+
+
+SPIN = """
+import time
+
+def handler(event, context):
+    start_cpu, start = time.process_time(), time.monotonic()
+    while time.monotonic() - start < 1.0:
+        pass
+    return str((time.process_time() - start_cpu) / (time.monotonic() - start))
+"""
+
+
+def test_process_worker_gets_its_cpu_quota(gateway: GatewayProcess) -> None:
+    from edgefc.sandbox.cgroups import CgroupTree
+
+    tree = CgroupTree((gateway.data_dir / "gateway.id").read_text().strip())
+    need(tree.cpu_base is not None or tree.version.value == "v2", "a cgroup cpu controller")
+    gateway.deploy(
+        {"functions": [fn("spin", isolation="process", cpu=0.25, timeout_s=20, idle_timeout_s=1)]},
+        {"spin": SPIN},
+    )
+    response = gateway.invoke("spin")
+    assert response.status_code == 200, response.text
+    assert float(response.text) < 0.45, response.text  # a quarter of a core, with slack for accounting
+    # The instance's cgroups (memory and cpu) go with it.
+    gateway.wait_for(
+        lambda: not gateway.status("spin")["instances"], what="the idle instance to stop", timeout=20
+    )
+    for base in (tree.base, tree.cpu_base):
+        if base is not None and base.is_dir():
+            assert not [p for p in base.iterdir() if p.is_dir()], list(base.iterdir())

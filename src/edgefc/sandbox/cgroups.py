@@ -38,13 +38,23 @@ def _read(path: Path) -> str:
         return f.read()
 
 
+CPU_PERIOD_US = 100_000
+
+
 class CgroupTree:
-    """The folder ``edgefc/<gateway_id>`` that holds every instance cgroup of one gateway."""
+    """The folder ``edgefc/<gateway_id>`` that holds every instance cgroup of one gateway.
+
+    On v1 an instance with a CPU quota also gets a folder of the same name under the ``cpu`` hierarchy
+    (``cpu_base``); on v2 the quota is a file of its one cgroup.
+    """
 
     def __init__(self, gateway_id: str, root: Path = CGROUP_ROOT) -> None:
         self.version = detect(root)
+        self.cpu_base: Path | None = None
         if self.version is CgroupVersion.V1:
             self.base = root / "memory" / "edgefc" / gateway_id
+            if (root / "cpu" / "cpu.cfs_quota_us").exists():
+                self.cpu_base = root / "cpu" / "edgefc" / gateway_id
         elif self.version is CgroupVersion.V2:
             self.base = root / "edgefc" / gateway_id
         else:
@@ -70,37 +80,52 @@ class CgroupTree:
             if self.version is CgroupVersion.V2:
                 for parent in (self.base.parent.parent, self.base.parent, self.base):
                     control = parent / "cgroup.subtree_control"
-                    if "memory" not in _read(control).split():
-                        _write(control, "+memory")
+                    for controller in ("memory", "cpu"):
+                        if controller not in _read(control).split():
+                            try:
+                                _write(control, f"+{controller}")
+                            except OSError:
+                                if controller == "memory":
+                                    raise  # no CPU quota is a lesser loss: quotas then go unenforced
+            if self.cpu_base is not None:
+                self.cpu_base.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise SandboxError(f"cannot prepare cgroup folder {self.base}: {exc}") from exc
 
     def reconcile(self) -> list[str]:
         """Kill what is left in cgroups of an earlier run of this gateway and remove them; returns their names."""
         removed: list[str] = []
-        if not self.base.is_dir():
-            return removed
-        for child in sorted(self.base.iterdir()):
-            if child.is_dir():
-                MemoryCgroup(child, self.version).destroy()
-                removed.append(child.name)
+        if self.base.is_dir():
+            for child in sorted(self.base.iterdir()):
+                if child.is_dir():
+                    MemoryCgroup(child, self.version).destroy()
+                    removed.append(child.name)
+        if self.cpu_base is not None and self.cpu_base.is_dir():
+            for child in sorted(self.cpu_base.iterdir()):
+                if child.is_dir():
+                    MemoryCgroup(child, self.version).destroy()
         return removed
 
     def close(self) -> None:
         """Remove the gateway's folder (and any instance cgroup still in it)."""
         self.reconcile()
-        try:
-            self.base.rmdir()
-        except OSError:
-            pass
+        for base in (self.base, self.cpu_base):
+            try:
+                if base is not None:
+                    base.rmdir()
+            except OSError:
+                pass
 
-    def create(self, name: str, limit_bytes: int) -> MemoryCgroup:
-        """Make the cgroup of one instance with its memory limit (no swap beyond it). Raises SandboxError."""
+    def create(self, name: str, limit_bytes: int, cpu: float | None = None) -> MemoryCgroup:
+        """Make the cgroup of one instance with its memory limit (no swap beyond it) and, when ``cpu`` (cores)
+        is given and the cpu controller is there, its CPU quota. Raises SandboxError."""
         path = self.base / name
         cg = MemoryCgroup(path, self.version)
         try:
             path.mkdir(exist_ok=True)
             cg.set_limit(limit_bytes)
+            if cpu:
+                cg.set_cpu(cpu, self.cpu_base / name if self.cpu_base is not None else None)
         except OSError as exc:
             cg.destroy(timeout=0.5)  # never leave an empty cgroup behind a failed start
             raise SandboxError(f"cannot create memory cgroup {path}: {exc}") from exc
@@ -113,10 +138,30 @@ class MemoryCgroup:
     def __init__(self, path: Path, version: CgroupVersion) -> None:
         self.path = path
         self.version = version
+        self.cpu_path: Path | None = None  # v1: the instance's folder in the cpu hierarchy, when it has a quota
 
     @property
     def procs_file(self) -> Path:
         return self.path / "cgroup.procs"
+
+    @property
+    def extra_procs_files(self) -> list[Path]:
+        """Further ``cgroup.procs`` a new process must join (v1's cpu hierarchy)."""
+        return [self.cpu_path / "cgroup.procs"] if self.cpu_path is not None else []
+
+    def set_cpu(self, cores: float, v1_path: Path | None) -> None:
+        """A CFS quota of ``cores`` per period; on v1 in ``v1_path`` (skipped when there is no cpu hierarchy)."""
+        quota = max(1000, int(cores * CPU_PERIOD_US))
+        if self.version is CgroupVersion.V2:
+            if (self.path / "cpu.max").exists():
+                _write(self.path / "cpu.max", f"{quota} {CPU_PERIOD_US}")
+            return
+        if v1_path is None:
+            return
+        v1_path.mkdir(exist_ok=True)
+        self.cpu_path = v1_path
+        _write(v1_path / "cpu.cfs_period_us", str(CPU_PERIOD_US))
+        _write(v1_path / "cpu.cfs_quota_us", str(quota))
 
     def set_limit(self, limit_bytes: int) -> None:
         if self.version is CgroupVersion.V1:
@@ -173,7 +218,10 @@ class MemoryCgroup:
         return False
 
     def destroy(self, timeout: float = 2.0) -> None:
-        """SIGKILL everything inside and remove the folder; the rmdir is retried until the kernel lets go."""
+        """SIGKILL everything inside and remove the folder (and its cpu folder); rmdir retried until the kernel
+        lets go."""
+        if self.cpu_path is not None:
+            MemoryCgroup(self.cpu_path, self.version).destroy(timeout)
         deadline = time.monotonic() + timeout
         while True:
             for pid in self.pids():

@@ -3,7 +3,7 @@
 A fork costs ~2 ms where a fresh interpreter costs ~50 ms. The gateway talks to it over a socket pair with
 the frames of :mod:`edgefc.worker.protocol`:
 
-- gateway → server: ``spawn`` {req, instance, key, socket, code_dir, env, cgroup_procs, private?}
+- gateway → server: ``spawn`` {req, instance, key, socket, code_dir, env, cgroup_procs, cgroup_procs_extra?, private?}
 - server → gateway: ``spawned`` {req, pid} | ``spawn_error`` {req, message} | ``exit`` {pid, status}
 
 The server is the parent of every worker, reaps them and reports each exit. It dies with the gateway
@@ -61,9 +61,10 @@ def _child(req: dict[str, Any], server_pid: int, confined: bool) -> None:
         # Only the standard streams go on: the control socket, the wake-up pipe and anything else that slipped
         # into the server (a listening socket of the gateway, say) must not reach function code.
         os.closerange(3, 1 << 20)
-        if req.get("cgroup_procs"):
-            with open(req["cgroup_procs"], "w") as f:
-                f.write(str(os.getpid()))
+        for procs in [req.get("cgroup_procs"), *(req.get("cgroup_procs_extra") or [])]:
+            if procs:  # the memory cgroup, and on cgroup v1 the cpu one when the function has a quota
+                with open(procs, "w") as f:
+                    f.write(str(os.getpid()))
         if confined:
             confine.confine(uid=confine.WORKER_UID_BASE + os.getpid(), code_dir=req["code_dir"],
                             socket_path=req["socket"], private=_private_dirs(req))  # fmt: skip

@@ -266,7 +266,7 @@ class ProcessSandbox(Sandbox):
             raise SandboxError("the process sandbox is not open (fork server not running)")
         cgroup = None
         if self.cgroups is not None:
-            cgroup = self.cgroups.create(spec.instance_id, spec.memory_mb * 1024 * 1024)
+            cgroup = self.cgroups.create(spec.instance_id, spec.memory_mb * 1024 * 1024, cpu=spec.container.cpu)
         self._next_req += 1
         req = self._next_req
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -276,6 +276,7 @@ class ProcessSandbox(Sandbox):
             "socket": str(spec.socket_path), "code_dir": str(spec.code_dir),
             "env": {**BASE_ENV, **spec.env},
             "cgroup_procs": str(cgroup.procs_file) if cgroup else None,
+            "cgroup_procs_extra": [str(p) for p in cgroup.extra_procs_files] if cgroup else [],
         }  # fmt: skip
         if nodejs.is_node(spec.runtime):
             # The fork server's child sets the instance up as for Python, then execs the Node.js worker.
