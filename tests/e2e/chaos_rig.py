@@ -10,8 +10,8 @@ each PUBACK: those are the *acknowledged* readings, the ones that must not be lo
 - ``mqtt dev/+/temp → cloud`` (QoS 1), read by a persistent subscriber on the cloud broker: **cloud path**.
 
 Meanwhile, at random instants, one of these is SIGKILLed: the gateway (then started again on the same data
-dir), its managed Mosquitto (the gateway restarts it), the doubler's worker (the keep-alive restarts it), the
-cloud Mosquitto (started again by the rig). At the end every acknowledged reading is looked for on each path:
+dir), its managed Mosquitto (the gateway restarts it), the doubler's worker (the keep-alive restarts it); or
+the cloud Mosquitto is stopped at once (SIGTERM; started again by the rig — see ``CloudBroker.kill``). At the end every acknowledged reading is looked for on each path:
 delivered once, duplicated, dead-lettered (with the reason) or lost.
 
 Used by ``tests/e2e/test_chaos.py`` (bounded, in ``make test``; longer with ``make chaos``) and by
@@ -86,8 +86,8 @@ def _listening(port: int) -> bool:
 
 
 class CloudBroker:
-    """The cloud's Mosquitto, saving after every change (it is killed with SIGKILL too, and its subscriber's
-    queued messages must survive that, or the ledger would blame the gateway for the cloud's loss)."""
+    """The cloud's Mosquitto, with persistence, so its subscriber's session and queued messages survive its
+    restarts."""
 
     def __init__(self, state_dir: Path, binary: str) -> None:
         self.state_dir = state_dir
@@ -121,8 +121,12 @@ class CloudBroker:
             time.sleep(0.02)
 
     def kill(self) -> None:
+        """Take the cloud away at once. SIGTERM, not SIGKILL: to the gateway it is the same sudden loss of the
+        connection with publishes in flight, but Mosquitto saves first. The guarantee ends at the cloud's
+        PUBACK, and a SIGKILLed Mosquitto loses what it acknowledged since its last save (docs/routing.md):
+        that loss would be the stand-in cloud's, not the gateway's."""
         if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
+            self.proc.terminate()
             self.proc.wait()
 
     def stop(self) -> None:

@@ -1,5 +1,6 @@
-"""QoS 1 under chaos: the gateway, its Mosquitto, the doubler's worker and the cloud broker are SIGKILLed at
-random instants while a device publishes; every reading the broker acknowledged ends up on every path.
+"""QoS 1 under chaos: the gateway, its Mosquitto and the doubler's worker are SIGKILLed, the cloud broker
+stopped at once, at random instants while a device publishes; every reading the broker acknowledged ends up on
+every path.
 
 Bounded here (``make test``, about a minute); ``make chaos`` runs it for ``EDGEFC_CHAOS_SECONDS`` (default 300).
 The ledger (``tests/e2e/chaos_rig.py``) sorts each acknowledged reading, per path, into delivered once,

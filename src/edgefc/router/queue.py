@@ -15,25 +15,23 @@ pass ``max_bytes`` raises :class:`~edgefc.errors.QueueFull` (HTTP 503) and nothi
 from __future__ import annotations
 
 import asyncio
-import base64
-import collections
-import contextlib
-import enum
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from edgefc.errors import NotFound, QueueFull
 from edgefc.router.backoff import backoff_delay
+from edgefc.router.inbound import InboundIds
 from edgefc.router.message import Message, SourceType
+from edgefc.router.records import DeadLetter, FailOutcome, QueuedMessage, message_from_row
+
+__all__ = ["DeadLetter", "DurableQueue", "FailOutcome", "QueuedMessage"]
 
 T = TypeVar("T")
-INBOUND_REMEMBERED = 10_000
 _OVERHEAD = 128  # rough per-row cost of ids, source and timestamps, so tiny payloads still count
 _COLUMNS = "id, target, msg_id, topic, payload, source_type, source_id, qos, created_at, attempts"
 _SCHEMA = """
@@ -43,7 +41,6 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, ready_at REAL NOT NULL DEFAULT 0,
     last_error TEXT, size INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS messages_target ON messages (target, id);
-CREATE TABLE IF NOT EXISTS inbound (msg_id TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS deadletters (
     id INTEGER PRIMARY KEY AUTOINCREMENT, target TEXT NOT NULL, msg_id TEXT NOT NULL, topic TEXT NOT NULL,
     payload BLOB NOT NULL, source_type TEXT NOT NULL, source_id TEXT NOT NULL, qos INTEGER NOT NULL,
@@ -52,66 +49,8 @@ CREATE TABLE IF NOT EXISTS deadletters (
 """
 
 
-class FailOutcome(enum.Enum):
-    """What ``fail`` did with a message."""
-
-    RETRY = "retry"
-    DEAD = "dead"
-
-
-@dataclass(frozen=True)
-class QueuedMessage:
-    """A leased message: its queue id, target, the message and how often delivery failed before."""
-
-    id: int
-    target: str
-    message: Message
-    attempts: int
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    """A message that failed ``attempts`` times; ``error`` is the last failure."""
-
-    id: int
-    target: str
-    message: Message
-    attempts: int
-    error: str
-    failed_at: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of ``GET /v1/deadletters`` entries."""
-        return {
-            "id": self.id,
-            "target": self.target,
-            "topic": self.message.topic,
-            "message_id": self.message.id,
-            "source": {"type": str(self.message.source_type), "id": self.message.source_id},
-            "size": len(self.message.payload),
-            **_payload_fields(self.message.payload),
-            "attempts": self.attempts,
-            "error": self.error,
-            "failed_at": self.failed_at,
-            "created_at": self.message.created_at,
-        }
-
-
-def _payload_fields(payload: bytes) -> dict[str, str]:
-    """``payload`` as text, or base64 with ``payloadEncoding`` (as the message event spells it)."""
-    try:
-        return {"payload": payload.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"payload": base64.b64encode(payload).decode("ascii"), "payloadEncoding": "base64"}
-
-
 def _size(message: Message) -> int:
     return len(message.payload) + len(message.topic) + _OVERHEAD
-
-
-def _message_from(row: tuple[Any, ...]) -> Message:
-    _, _, msg_id, topic, payload, source_type, source_id, qos, created_at = row[:9]
-    return Message(topic, bytes(payload), source_type, source_id, qos, msg_id, created_at)
 
 
 class DurableQueue:
@@ -153,17 +92,7 @@ class DurableQueue:
             self._db.execute(f"SELECT COALESCE(SUM(size), 0) FROM {table}").fetchone()[0]
             for table in ("messages", "deadletters")
         )
-        # Ids of the latest QoS 1 messages taken from brokers, committed with their deliveries: a broker's
-        # redelivery (DUP) of one of them is a duplicate. Bounded well below the 65 535 packet ids a session
-        # cycles through, so an id never names two different messages while it is remembered.
-        self._inbound: collections.OrderedDict[str, None] = collections.OrderedDict(
-            (row[0], None)
-            for row in self._db.execute(
-                "SELECT msg_id FROM inbound ORDER BY rowid DESC LIMIT ?", (INBOUND_REMEMBERED,)
-            ).fetchall()[::-1]
-        )
-        self._inbound_uncommitted: dict[str, None] = {}
-        self._inbound_since_prune = 0
+        self.inbound = InboundIds(self._db)
         self._closed = False
 
     # -- writing ---------------------------------------------------------------------------------------
@@ -227,7 +156,7 @@ class DurableQueue:
                     continue
                 if row[10] > now:
                     return leased, (None if leased else row[10] - now)
-                leased.append(QueuedMessage(row[0], row[1], _message_from(row), row[9]))
+                leased.append(QueuedMessage(row[0], row[1], message_from_row(row), row[9]))
                 self._leased[row[0]] = target
                 if len(leased) >= limit:
                     break
@@ -260,7 +189,7 @@ class DurableQueue:
             rows = self._db.execute(
                 f"SELECT {_COLUMNS}, error, failed_at FROM deadletters ORDER BY id LIMIT ?", (limit,)
             ).fetchall()
-        return [DeadLetter(r[0], r[1], _message_from(r), r[9], r[10], r[11]) for r in rows]
+        return [DeadLetter(r[0], r[1], message_from_row(r), r[9], r[10], r[11]) for r in rows]
 
     async def adeadletters(self, limit: int = 1000) -> list[DeadLetter]:
         """``deadletters`` from the event loop."""
@@ -355,11 +284,11 @@ class DurableQueue:
                     result = op()
             except BaseException:
                 self._bytes = before  # the rows were rolled back, so is the count
-                self._settle_inbound(False)
+                self.inbound.settle(committed=False)
                 raise
             finally:
                 self.version += 1  # after the commit (or rollback)
-            self._settle_inbound(True)
+            self.inbound.settle(committed=True)
             return result
 
     def _insert(self, items: list[tuple[str, Message]]) -> list[int]:
@@ -390,35 +319,14 @@ class DurableQueue:
             assert cursor.lastrowid is not None
             ids.append(cursor.lastrowid)
         for _, m in items:
-            if m.source_type in (SourceType.MQTT, SourceType.CLOUD) and m.id not in self._inbound_uncommitted:
-                self._db.execute("INSERT OR IGNORE INTO inbound (msg_id) VALUES (?)", (m.id,))
-                self._inbound_uncommitted[m.id] = None
+            if m.source_type in (SourceType.MQTT, SourceType.CLOUD):
+                self.inbound.add(m.id)
         self._bytes += size  # _write and _flush restore the count when the transaction rolls back
         return ids
 
     def seen_inbound(self, msg_id: str) -> bool:
         """Whether a message with this id from a broker is committed already (safe on the event loop)."""
-        return msg_id in self._inbound
-
-    def _settle_inbound(self, committed: bool) -> None:
-        """After a commit (or rollback): remember (or forget) the inbound ids of that transaction."""
-        pending, self._inbound_uncommitted = self._inbound_uncommitted, {}
-        if not committed:
-            return
-        for msg_id in pending:
-            self._inbound[msg_id] = None
-        while len(self._inbound) > INBOUND_REMEMBERED:
-            self._inbound.popitem(last=False)
-        self._inbound_since_prune += len(pending)
-        if self._inbound_since_prune >= 1000:
-            self._inbound_since_prune = 0
-            self._prune_inbound()
-
-    def _prune_inbound(self) -> None:
-        with contextlib.suppress(sqlite3.Error):  # pruning is housekeeping: a failure only keeps rows longer
-            self._db.execute(
-                "DELETE FROM inbound WHERE rowid <= (SELECT MAX(rowid) FROM inbound) - ?", (INBOUND_REMEMBERED,)
-            )
+        return self.inbound.seen(msg_id)
 
     def _delete(self, queue_id: int) -> None:
         row = self._db.execute("DELETE FROM messages WHERE id = ? RETURNING size", (queue_id,)).fetchone()
@@ -481,10 +389,10 @@ class DurableQueue:
                             done.append((future, None, exc))
             except Exception as exc:  # the commit itself failed: nothing of the batch is stored
                 self._bytes = before
-                self._settle_inbound(False)
+                self.inbound.settle(committed=False)
                 done = [(future, None, exc) for _, future in batch]
             else:
-                self._settle_inbound(True)
+                self.inbound.settle(committed=True)
             self.version += 1  # after the commit (or rollback)
         loop.call_soon_threadsafe(_resolve, done)
 
