@@ -56,7 +56,7 @@ def test_failure_backs_off_holds_the_line_and_ends_in_dead_letters(tmp_path: Pat
     assert _lease_head(queue, "cloud") == (head, 0)
     assert queue.fail(head, "broker down") is FailOutcome.RETRY
     leased, wait = queue.lease("cloud")
-    assert leased == [] and wait is not None and 0.02 <= wait <= 0.05  # the second waits behind the head
+    assert leased == [] and wait is not None and 0.02 <= wait <= 0.06  # behind the head: 0.05 s ± 20 % (edgefc.backoff)
     assert _lease_head(queue, "cloud") == (head, 1)
     assert queue.fail(head, "still down") is FailOutcome.RETRY
     assert _lease_head(queue, "cloud") == (head, 2)

@@ -6,22 +6,13 @@ A relative expression means "that long ago": ``since=8h`` is eight hours before 
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, datetime
 
+from edgefc.durations import parse_duration
 from edgefc.errors import BadRequest
 
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-_RELATIVE = re.compile(r"(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+")
+__all__ = ["format_time", "parse_duration", "parse_time"]
 
-
-def parse_duration(text: str) -> float | None:
-    """Seconds of a duration like ``90s`` or ``1h30m``; None when ``text`` is not one."""
-    text = text.strip().lower()
-    if not _RELATIVE.fullmatch(text):
-        return None
-    return sum(float(number) * _UNITS[unit] for number, unit in _PART.findall(text))
 
 
 def parse_time(text: str, *, now: float, param: str = "time") -> float:

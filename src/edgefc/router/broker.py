@@ -33,8 +33,8 @@ from pathlib import Path
 
 import psutil
 
+from edgefc.backoff import Backoff
 from edgefc.errors import Unavailable
-from edgefc.router.backoff import Backoff
 
 log = logging.getLogger("edgefc.broker")
 MOSQUITTO = "/usr/sbin/mosquitto"

@@ -24,8 +24,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersi
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edgefc.backoff import Backoff
 from edgefc.errors import Unavailable
-from edgefc.router.backoff import Backoff
 from edgefc.router.message import Message, SourceType, redelivery_stable_id
 from edgefc.router.paholoop import PahoOnLoop
 from edgefc.router.subscriptions import Subscriptions

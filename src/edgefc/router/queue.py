@@ -23,8 +23,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from edgefc.backoff import delay as backoff_delay
 from edgefc.errors import NotFound, QueueFull
-from edgefc.router.backoff import backoff_delay
 from edgefc.router.inbound import InboundIds
 from edgefc.router.message import Message, SourceType
 from edgefc.router.records import DeadLetter, FailOutcome, QueuedMessage, message_from_row
@@ -351,7 +351,7 @@ class DurableQueue:
             self._db.execute("DELETE FROM messages WHERE id = ?", (queue_id,))
             return FailOutcome.DEAD
         # Jittered so a fleet of retries does not arrive in lockstep.
-        delay = backoff_delay(attempts, self.backoff_base, self.backoff_max)
+        delay = backoff_delay(attempts, first=self.backoff_base, cap=self.backoff_max)
         self._db.execute(
             "UPDATE messages SET attempts = ?, ready_at = ?, last_error = ? WHERE id = ?",
             (attempts, time.time() + delay, error, queue_id),

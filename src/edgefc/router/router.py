@@ -21,8 +21,8 @@ import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from edgefc.backoff import Backoff
 from edgefc.errors import NotFound, Unavailable
-from edgefc.router.backoff import Backoff
 from edgefc.router.message import Message, SourceType
 from edgefc.router.mqtt import MqttLink
 from edgefc.router.queue import DurableQueue, FailOutcome

@@ -9,16 +9,15 @@ The cron arithmetic is croniter's; this module only parses, validates and normal
 from __future__ import annotations
 
 import enum
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from edgefc import durations
+
 _MACROS = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
-_DURATION_PART = re.compile(r"(\d+)(ms|h|m|s)")
-_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -99,21 +98,14 @@ def parse_schedule(text: str) -> Schedule:
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse a Go-style duration such as ``10s``, ``1m30s``, ``2h`` or ``500ms``.
+    """Parse a Go-style duration such as ``10s``, ``1m30s``, ``2h`` or ``500ms`` (:mod:`edgefc.durations`).
 
     Raises ValueError when the text is not such a duration.
     """
-    compact = text.strip()
-    pos = 0
-    total = 0.0
-    for match in _DURATION_PART.finditer(compact):
-        if match.start() != pos:
-            break
-        total += int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        pos = match.end()
-    if not compact or pos != len(compact):
+    seconds = durations.parse_duration(text)
+    if seconds is None:
         raise ValueError(f"'{text}' is not a duration; write e.g. 10s, 1m30s, 2h or 500ms")
-    return timedelta(seconds=total)
+    return timedelta(seconds=seconds)
 
 
 def _parse_every(rest: str) -> timedelta:
