@@ -243,7 +243,8 @@ class RuncSandbox(Sandbox):
                 attach = asyncio.create_task(self.net.add(cid, netns, ports), name=f"cni-add-{cid}")
             await asyncio.to_thread(write_bundle, bundle, spec, cgroups_path=f"/{CGROUP_PARENT}/{cid}",
                                     netns_path=netns, argv=argv)  # fmt: skip
-            with open(self.logs / f"{cid}.log", "wb") as out:
+            out = await asyncio.to_thread(open, self.logs / f"{cid}.log", "wb")  # no file I/O on the loop
+            with out:
                 proc = await asyncio.create_subprocess_exec(
                     self.runc, "--root", str(self.runc_root), "run", "--keep", "--pid-file", str(bundle / "pid"),
                     "--bundle", str(bundle), cid,
