@@ -141,7 +141,7 @@ def test_init_scaffolds_a_node_function_that_deploys_and_answers(node_gateway: G
     made = gw.cli("init", "greeter", "--dir", str(tmp_path), "--runtime", "nodejs20")
     assert made.returncode == 0, made.stderr.decode()
     assert (tmp_path / "functions" / "greeter" / "index.js").is_file()
-    deployed = gw.cli("deploy", str(tmp_path / "deployment.yaml"))
+    deployed = gw.cli("deploy", "--yes", str(tmp_path / "deployment.yaml"))  # replaces the module's other functions
     assert deployed.returncode == 0, deployed.stderr.decode()
     assert gw.invoke("greeter", b'{"name": "edge"}').json() == {"hello": "edge"}
     refused = gw.cli("init", "other", "--dir", str(tmp_path), "--runtime", "nodejs8")
