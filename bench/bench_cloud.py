@@ -2,7 +2,7 @@
 
 ``cloud_deploy_fanout_s`` (value: N = 1000, ``detail.per_n``: each N): time from the first deploy call until
 the last simulated gateway's ``succeeded`` report was accepted. A simulated gateway is the agent's protocol in
-asyncio (long poll, fetch the artifact and check its sha256, report downloading → applying → succeeded), so the
+asyncio (long poll, fetch the artifact and check its sha256, report applying → succeeded; the cloud records downloading as it hands the deployment out), so the
 cloud does exactly what real gateways make it do. With root and PostgreSQL the gateways are spread across two
 replicas on one throwaway cluster (as DESIGN §6 asks); else one replica on SQLite.
 ``cloud_idle_rss_mib`` / ``cloud_idle_cpu_percent``: the replicas with 1000 gateways idle in their long polls.
@@ -56,8 +56,7 @@ class SimGateway:
             await self.http.close()
 
     async def _apply(self, deployment: dict[str, Any]) -> None:
-        number = deployment["number"]
-        await self._report(number, "downloading")
+        number = deployment["number"]  # "downloading" is recorded by the cloud as it hands the deployment out
         for sha in deployment["artifacts"].values():
             _, data = await self.http.request("GET", f"/v1/agent/artifacts/{sha}")
             if hashlib.sha256(data).hexdigest() != sha:
