@@ -16,7 +16,7 @@ from sqlalchemy import Connection, bindparam, func, insert, select, tuple_, upda
 from sqlalchemy.exc import IntegrityError
 
 from edgefc.cloud import db
-from edgefc.cloud.catalog import ACTIVE, version_row
+from edgefc.cloud.catalog import ACTIVE
 from edgefc.cloud.fleet import assigned_entries, instance_row, online
 from edgefc.cloud.store import Batcher, Store, iso, now
 from edgefc.cloud.validate import check_manifest
@@ -94,10 +94,11 @@ class Deployments:
             shas: dict[str, str] = {}
             problems: list[str] = []
             for assignment, _ in entries:
-                try:
-                    shas[assignment.function] = version_row(conn, assignment.function, assignment.version).sha256
-                except NotFound as exc:
-                    problems.append(f"assignments.{assignment.function}.version: {exc.message}")
+                if assignment.sha256 is None:
+                    problems.append(f"assignments.{assignment.function}.version: function {assignment.function!r} "
+                                    f"has no version {assignment.version}")  # fmt: skip
+                else:
+                    shas[assignment.function] = assignment.sha256
             if problems:
                 raise ValidationError(problems)
             manifest = {"functions": [entry for _, entry in entries], "routes": row.routes, "devices": row.devices}
@@ -138,7 +139,8 @@ class Deployments:
         """Add deployment N+1. One still under way on an online gateway refuses it (Conflict); one an offline
         gateway never picked up is superseded, so an operator is never stuck behind a gateway that is away."""
         instance_id = instance.id
-        latest = latest_row(conn, instance_id)
+        latest = conn.execute(select(*_SUMMARY).where(db.deployments.c.instance_id == instance_id)
+                              .order_by(db.deployments.c.number.desc()).limit(1)).first()  # fmt: skip
         number = (latest.number if latest else 0) + 1
         if latest is not None and (latest.status in ("downloading", "applying")
                                    or (latest.status == "pending" and online(instance, now()))):  # fmt: skip
@@ -154,12 +156,12 @@ class Deployments:
                                 db.deployments.c.status == "pending")
                          .values(status="failed", message=message, updated_at=at,
                                  stages=[*latest.stages, _stage("failed", message)]))  # fmt: skip
-        conn.execute(insert(db.deployments).values(
-            instance_id=instance_id, number=number, status="pending", message="waiting for the gateway",
-            traceback=None, manifest=manifest, artifacts=shas, versions=versions,
-            stages=[_stage("pending", "waiting for the gateway")], rollback_of=rollback_of, created_at=at, updated_at=at,
-        ))  # fmt: skip
-        return view(deployment_row(conn, instance_id, number))
+        made = {"instance_id": instance_id, "number": number, "status": "pending", "message": "waiting for the gateway",
+                "traceback": None, "manifest": manifest, "artifacts": shas, "versions": versions,
+                "stages": [_stage("pending", "waiting for the gateway")], "rollback_of": rollback_of, "created_at": at,
+                "updated_at": at}  # fmt: skip
+        conn.execute(insert(db.deployments).values(made))
+        return view(SimpleNamespace(**made))
 
     async def list(self, instance_id: str) -> list[dict[str, Any]]:
         """The instance's deployments, newest first. Raises NotFound."""

@@ -7,7 +7,7 @@ import hmac
 import secrets
 from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, insert, select, update
 
 from edgefc.cloud import db
 from edgefc.cloud.catalog import function_row, version_row
@@ -43,14 +43,18 @@ def instance_view(row: Any, at: float) -> dict[str, Any]:
 
 
 def assigned_entries(conn: Connection, instance_id: str) -> list[tuple[Any, dict[str, Any]]]:
-    """(assignment row, manifest entry) of every function assigned to the instance, by name."""
-    rows = conn.execute(select(db.assignments).where(db.assignments.c.instance_id == instance_id)
-                        .order_by(db.assignments.c.function)).all()  # fmt: skip
-    out = []
-    for row in rows:
-        function = function_row(conn, row.function)
-        out.append((row, function_entry(function._asdict(), row.settings)))
-    return out
+    """(assignment row, manifest entry) of every function assigned to the instance, by name, in one query.
+
+    Each row also carries ``sha256``, the code of its assigned version (None if that version is gone).
+    """
+    a, f, v = db.assignments, db.functions, db.versions
+    rows = conn.execute(select(a, f.c.runtime, f.c.handler, f.c.initializer, v.c.sha256)
+                        .join(f, f.c.name == a.c.function)
+                        .outerjoin(v, and_(v.c.function == a.c.function, v.c.number == a.c.version))
+                        .where(a.c.instance_id == instance_id).order_by(a.c.function)).all()  # fmt: skip
+    function = ("runtime", "handler", "initializer")
+    return [(row, function_entry({"name": row.function, **{k: getattr(row, k) for k in function}}, row.settings))
+            for row in rows]  # fmt: skip
 
 
 class Fleet:
