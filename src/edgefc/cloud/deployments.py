@@ -27,6 +27,9 @@ FINAL = ("succeeded", "failed", "rolled_back")
 VERSION_PREFIX = "cloud-"  # the manifest version a gateway shows for cloud deployment N: cloud-N
 _SUMMARY = [column for column in db.deployments.c if column.name != "manifest"]  # what a view needs
 _KEY = tuple_(db.deployments.c.instance_id, db.deployments.c.number)
+_LATEST = (select(*_SUMMARY).where(db.deployments.c.instance_id == bindparam("b_instance"))
+           .order_by(db.deployments.c.number.desc()).limit(1))  # fmt: skip
+_INSERT = insert(db.deployments)
 # One statement for many rows (executemany): the bound names differ from the columns'.
 _RECORD = (update(db.deployments)
            .where(db.deployments.c.instance_id == bindparam("b_instance"), db.deployments.c.number == bindparam("b_number"))
@@ -139,8 +142,7 @@ class Deployments:
         """Add deployment N+1. One still under way on an online gateway refuses it (Conflict); one an offline
         gateway never picked up is superseded, so an operator is never stuck behind a gateway that is away."""
         instance_id = instance.id
-        latest = conn.execute(select(*_SUMMARY).where(db.deployments.c.instance_id == instance_id)
-                              .order_by(db.deployments.c.number.desc()).limit(1)).first()  # fmt: skip
+        latest = conn.execute(_LATEST, {"b_instance": instance_id}).first()
         number = (latest.number if latest else 0) + 1
         if latest is not None and (latest.status in ("downloading", "applying")
                                    or (latest.status == "pending" and online(instance, now()))):  # fmt: skip
@@ -160,7 +162,7 @@ class Deployments:
                 "traceback": None, "manifest": manifest, "artifacts": shas, "versions": versions,
                 "stages": [_stage("pending", "waiting for the gateway")], "rollback_of": rollback_of, "created_at": at,
                 "updated_at": at}  # fmt: skip
-        conn.execute(insert(db.deployments).values(made))
+        conn.execute(_INSERT, made)
         return view(SimpleNamespace(**made))
 
     async def list(self, instance_id: str) -> list[dict[str, Any]]:
