@@ -2,7 +2,7 @@
 
 ``cloud_deploy_fanout_s`` (value: N = 1000, ``detail.per_n``: each N): time from the first deploy call until
 the last simulated gateway's ``succeeded`` report was accepted. A simulated gateway is the agent's protocol in
-asyncio (long poll, fetch the artifact and check its sha256, report applying → succeeded; the cloud records downloading as it hands the deployment out), so the
+asyncio (long poll, fetch the artifact and check its sha256, report downloading → applying → succeeded), so the
 cloud does exactly what real gateways make it do. With root and PostgreSQL the gateways are spread across two
 replicas on one throwaway cluster (as DESIGN §6 asks); else one replica on SQLite.
 ``detail.cpu_ms_per_gateway``: CPU the replicas and the database spent during each fan-out, per gateway (less
@@ -58,7 +58,8 @@ class SimGateway:
             await self.http.close()
 
     async def _apply(self, deployment: dict[str, Any]) -> None:
-        number = deployment["number"]  # "downloading" is recorded by the cloud as it hands the deployment out
+        number = deployment["number"]
+        await self._report(number, "downloading")
         for sha in deployment["artifacts"].values():
             _, data = await self.http.request("GET", f"/v1/agent/artifacts/{sha}")
             if hashlib.sha256(data).hexdigest() != sha:

@@ -195,7 +195,7 @@ class CloudAgent:
         number = int(deployment["number"])
         artifacts: dict[str, str] = deployment.get("artifacts") or {}
         log.info("cloud deployment %d: fetching code of %d function(s)", number, len(artifacts))
-        # No "downloading" report: the cloud records that stage itself when it hands the deployment out.
+        await self._report(number, "downloading", f"fetching the code of {len(artifacts)} function(s)")
         uploads: dict[str, bytes] = {}
         fetched = 0
         for function, sha in sorted(artifacts.items()):

@@ -221,7 +221,7 @@ class Deployments:
 
     def desired_many(self, conn: Connection, after: dict[str, int]) -> dict[str, dict[str, Any]]:
         """For each instance, the deployment it should run when newer than ``after[instance]``: the latest one not
-        failed. One that was ``pending`` is now ``downloading`` (handed to the gateway, which fetches its code)."""
+        failed."""
         live = db.deployments.c.status.not_in(("failed", "rolled_back"))
         latest = conn.execute(select(db.deployments.c.instance_id, func.max(db.deployments.c.number))
                               .where(db.deployments.c.instance_id.in_(sorted(after)), live)
@@ -229,17 +229,11 @@ class Deployments:
         wanted = sorted((instance_id, number) for instance_id, number in latest if number > after[instance_id])
         if not wanted:
             return {}
-        out: dict[str, dict[str, Any]] = {}
-        handed: builtins.list[Any] = []
-        for row in conn.execute(select(db.deployments).where(_KEY.in_(wanted))):
-            out[row.instance_id] = {"number": row.number, "manifest": row.manifest, "artifacts": row.artifacts}
-            if row.status == "pending":
-                state = SimpleNamespace(**row._asdict())
-                _advance(state, "downloading", f"handed to the gateway, which fetches the code of {len(row.artifacts)} "
-                                               "function(s) it does not have")  # fmt: skip
-                handed.append(state)
-        _write(conn, handed)
-        return out
+        # The manifest is read only for what is handed out; an up-to-date gateway's look costs one small query.
+        # Handing out does not move the deployment to "downloading": the poll's answer may never reach a gateway
+        # that was just cut off, and it stays "pending" (superseded by the next deploy) until the gateway says so.
+        return {row.instance_id: {"number": row.number, "manifest": row.manifest, "artifacts": row.artifacts}
+                for row in conn.execute(select(db.deployments).where(_KEY.in_(wanted)))}  # fmt: skip
 
     def settle(self, conn: Connection, instance_id: str, version: str | None) -> bool:
         """A status report says the gateway runs ``cloud-N``: an unfinished deployment N succeeded after all

@@ -62,7 +62,7 @@ class Gateways:
         for instance_id, after, _ in items:
             deployment = handed.get(instance_id)
             results.append((deployment if deployment and deployment["number"] > after else None, asks.get(instance_id, [])))
-        return results, [f"events:{instance_id}" for instance_id in handed]
+        return results, []
 
     async def desired(self, instance_id: str, after: int, wait: float = POLL_WAIT_S) -> dict[str, Any]:
         """Long poll: the deployment newer than ``after`` and open live requests, as soon as there are any.
