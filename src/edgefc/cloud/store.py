@@ -95,9 +95,16 @@ class Batcher(Generic[K, R]):
 
     def _start(self) -> None:
         batch, self._queue = self._queue[:BATCH_MAX], self._queue[BATCH_MAX:]
-        self._busy = True
         items = [item for item, _ in batch]
-        done = asyncio.get_running_loop().run_in_executor(None, self._transaction, items)
+        try:
+            done = asyncio.get_running_loop().run_in_executor(None, self._transaction, items)
+        except RuntimeError as exc:  # the executor is shut down (the replica is stopping): nobody is left waiting
+            for _, future in [*batch, *self._queue]:
+                if not future.done():
+                    future.set_exception(exc)
+            self._queue = []
+            return
+        self._busy = True
         done.add_done_callback(lambda outcome: self._finish(batch, outcome))
 
     def _transaction(self, items: list[K]) -> tuple[list[R | Exception], Sequence[str]]:
