@@ -5,6 +5,8 @@ the last simulated gateway's ``succeeded`` report was accepted. A simulated gate
 asyncio (long poll, fetch the artifact and check its sha256, report downloading → applying → succeeded), so the
 cloud does exactly what real gateways make it do. With root and PostgreSQL the gateways are spread across two
 replicas on one throwaway cluster (as DESIGN §6 asks); else one replica on SQLite.
+``detail.cpu_ms_per_gateway``: CPU the replicas and the database spent during each fan-out, per gateway (less
+at the mercy of a shared machine's load than the seconds are).
 ``cloud_idle_rss_mib`` / ``cloud_idle_cpu_percent``: the replicas with 1000 gateways idle in their long polls.
 Run alone with ``python -m bench.bench_cloud``.
 """
@@ -93,8 +95,32 @@ async def _admin_all(clouds: list[CloudProcess], method: str, paths: list[str], 
     return out
 
 
-async def _round(replicas: list[CloudProcess], n: int, idle_figures: dict[str, float] | None) -> float:
-    """Make n instances, connect n simulated gateways (spread over the replicas), deploy to all; returns seconds."""
+def _processes(replicas: list[CloudProcess], cluster: PostgresCluster | None) -> dict[str, list[psutil.Process]]:
+    """The replicas' processes, and the database's (the postmaster and its backends) when it is PostgreSQL."""
+    out = {"replicas": [psutil.Process(r.proc.pid) for r in replicas if r.proc is not None], "database": []}
+    if cluster is not None:
+        postmaster = psutil.Process(int((cluster.dir / "data" / "postmaster.pid").read_text().split()[0]))
+        out["database"] = [postmaster, *postmaster.children(recursive=True)]
+    return out
+
+
+def _cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+async def _round(replicas: list[CloudProcess], n: int, idle_figures: dict[str, float] | None,
+                 cpu: dict[str, float], cluster: PostgresCluster | None) -> float:  # fmt: skip
+    """Make n instances, connect n simulated gateways (spread over the replicas), deploy to all; returns seconds.
+
+    ``cpu`` gets the milliseconds of CPU per gateway the replicas and the database spent during the fan-out.
+    """
     made = await _admin_all(replicas, "POST", ["/v1/instances"] * n, lambda i: {"name": f"sim-{i}"})
     await _admin_all(replicas, "PUT", [f"/v1/instances/{m['id']}/assignments/hello" for m in made], {"version": 1})
     sims = [SimGateway(replicas[i % len(replicas)].url, m["id"], m["token"]) for i, m in enumerate(made)]
@@ -102,6 +128,9 @@ async def _round(replicas: list[CloudProcess], n: int, idle_figures: dict[str, f
         tasks = [group.create_task(s.run()) for s in sims]
         await asyncio.gather(*(s.polling.wait() for s in sims))
         await asyncio.sleep(0.5)  # every first poll reaches its wait (a poll that has not still sees the deploy)
+        procs = _processes(replicas, cluster)
+        before = {name: _cpu_seconds(group) for name, group in procs.items()}
+        log.info("deploying to %d gateways", n)
         t0 = time.perf_counter()
         await _admin_all(replicas, "POST", [f"/v1/instances/{m['id']}/deployments" for m in made], workers=64)
         while any(s.done_at is None for s in sims):
@@ -109,6 +138,9 @@ async def _round(replicas: list[CloudProcess], n: int, idle_figures: dict[str, f
             if time.perf_counter() - t0 > 120:
                 raise RuntimeError(f"{sum(s.done_at is None for s in sims)} of {n} gateways did not finish in 120 s")
         seconds = max(s.done_at for s in sims if s.done_at is not None) - t0
+        for name, group in procs.items():
+            if group:
+                cpu[name] = round(1000 * (_cpu_seconds(group) - before[name]) / n, 2)
         if idle_figures is not None:
             idle_figures.update(await _idle(replicas))
         for task in tasks:
@@ -140,14 +172,17 @@ def run(sizes: tuple[int, ...] = SIZES) -> dict[str, dict[str, Any]]:
     count = 2 if cluster else 1
     replicas = [CloudProcess(work / f"replica-{i}", db=cluster.url if cluster else None) for i in range(count)]
     per_n: dict[str, float] = {}
+    cpu_ms: dict[str, dict[str, float]] = {}
     idle: dict[str, float] = {}
     try:
         for replica in replicas:
             replica.start()
         replicas[0].function("hello", {"index.py": "def handler(event, context):\n    return b'hi'\n"})
         for n in sizes:
-            per_n[str(n)] = round(asyncio.run(_round(replicas, n, idle if n == max(sizes) else None)), 3)
-            log.info("fan-out to %d gateways: %.2f s", n, per_n[str(n)])
+            cpu_ms[str(n)] = {}
+            seconds = asyncio.run(_round(replicas, n, idle if n == max(sizes) else None, cpu_ms[str(n)], cluster))
+            per_n[str(n)] = round(seconds, 3)
+            log.info("fan-out to %d gateways: %.2f s; CPU ms per gateway %s", n, per_n[str(n)], cpu_ms[str(n)])
     finally:
         for replica in replicas:
             replica.stop()
@@ -159,7 +194,7 @@ def run(sizes: tuple[int, ...] = SIZES) -> dict[str, dict[str, Any]]:
     load = round(os.getloadavg()[0], 1)  # this machine is shared: a busy one stretches every figure here
     return {
         "cloud_deploy_fanout_s": figure(per_n[top], "s", n=max(sizes), target=at_most(10.0), per_n=per_n, setup=setup,
-                                        load_average=load),  # fmt: skip
+                                        cpu_ms_per_gateway=cpu_ms, load_average=load),  # fmt: skip
         "cloud_idle_rss_mib": figure(round(idle["rss_mib"], 1), "MiB", n=max(sizes), gateways=max(sizes), setup=setup),
         "cloud_idle_cpu_percent": figure(round(idle["cpu_percent"], 1), "percent", n=max(sizes), gateways=max(sizes),
                                          seconds=IDLE_SECONDS, setup=setup),  # fmt: skip

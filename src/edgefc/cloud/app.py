@@ -96,7 +96,10 @@ def create_app(service: CloudService, *, admin_token: str) -> FastAPI:
     """The cloud API over ``service``, with the console mounted when it is installed."""
     from edgefc.cloud import agent_routes, routes
 
-    app = FastAPI(title="edgefc cloud", version=__version__, docs_url=None, redoc_url=None)
+    # edgefc sets up no OpenTelemetry provider; FastAPI's native telemetry would still look for one (and read
+    # the environment) on every request, a measurable share of a fleet's long polls and reports.
+    app = FastAPI(title="edgefc cloud", version=__version__, docs_url=None, redoc_url=None,
+                  telemetry={"tracing": False, "metrics": False, "logs": False})  # fmt: skip
     app.state.service = service
     app.state.admin_token = admin_token
 

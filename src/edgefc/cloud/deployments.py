@@ -8,21 +8,33 @@ deploys at once end with one winner and a Conflict for the other.
 
 from __future__ import annotations
 
+import builtins
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from edgefc.cloud import db
-from edgefc.cloud.catalog import ACTIVE, version_row
+from edgefc.cloud.catalog import ACTIVE
 from edgefc.cloud.fleet import assigned_entries, instance_row, online
-from edgefc.cloud.store import Store, iso, now
+from edgefc.cloud.store import Batcher, Store, iso, now
 from edgefc.cloud.validate import check_manifest
 from edgefc.errors import Conflict, NotFound, ValidationError
 
 STAGES = ("pending", "downloading", "applying", "succeeded", "failed", "rolled_back")
 FINAL = ("succeeded", "failed", "rolled_back")
 VERSION_PREFIX = "cloud-"  # the manifest version a gateway shows for cloud deployment N: cloud-N
+_SUMMARY = [column for column in db.deployments.c if column.name != "manifest"]  # what a view needs
+_KEY = tuple_(db.deployments.c.instance_id, db.deployments.c.number)
+_LATEST = (select(*_SUMMARY).where(db.deployments.c.instance_id == bindparam("b_instance"))
+           .order_by(db.deployments.c.number.desc()).limit(1))  # fmt: skip
+_INSERT = insert(db.deployments)
+# One statement for many rows (executemany): the bound names differ from the columns'.
+_RECORD = (update(db.deployments)
+           .where(db.deployments.c.instance_id == bindparam("b_instance"), db.deployments.c.number == bindparam("b_number"))
+           .values(status=bindparam("b_status"), message=bindparam("b_message"), traceback=bindparam("b_traceback"),
+                   stages=bindparam("b_stages", type_=db.deployments.c.stages.type), updated_at=bindparam("b_at")))  # fmt: skip
 
 
 def view(row: Any, *, manifest: bool = False) -> dict[str, Any]:
@@ -52,11 +64,25 @@ def _stage(stage: str, message: str) -> dict[str, Any]:
     return {"stage": stage, "at": iso(now()), "message": message}
 
 
+def _advance(row: Any, stage: str, message: str, trace: str | None = None) -> None:
+    """Move a deployment (its columns as attributes) to ``stage`` in memory; ``_write`` stores it."""
+    row.status, row.message, row.traceback, row.updated_at = stage, message, trace, now()
+    row.stages = [*row.stages, _stage(stage, message)]
+
+
+def _write(conn: Connection, rows: Any) -> None:
+    params = [{"b_instance": r.instance_id, "b_number": r.number, "b_status": r.status, "b_message": r.message,
+               "b_traceback": r.traceback, "b_stages": r.stages, "b_at": r.updated_at} for r in rows]  # fmt: skip
+    if params:
+        conn.execute(_RECORD, params)
+
+
 class Deployments:
     """Deploy, list, get, roll back; record the stages a gateway reports."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._reports: Batcher[tuple[str, int, str, str, str | None], dict[str, Any]] = Batcher(store, self._record)
 
     async def deploy(self, instance_id: str) -> dict[str, Any]:
         """Deploy the instance's current assignments, routes and devices.
@@ -71,10 +97,11 @@ class Deployments:
             shas: dict[str, str] = {}
             problems: list[str] = []
             for assignment, _ in entries:
-                try:
-                    shas[assignment.function] = version_row(conn, assignment.function, assignment.version).sha256
-                except NotFound as exc:
-                    problems.append(f"assignments.{assignment.function}.version: {exc.message}")
+                if assignment.sha256 is None:
+                    problems.append(f"assignments.{assignment.function}.version: function {assignment.function!r} "
+                                    f"has no version {assignment.version}")  # fmt: skip
+                else:
+                    shas[assignment.function] = assignment.sha256
             if problems:
                 raise ValidationError(problems)
             manifest = {"functions": [entry for _, entry in entries], "routes": row.routes, "devices": row.devices}
@@ -115,7 +142,7 @@ class Deployments:
         """Add deployment N+1. One still under way on an online gateway refuses it (Conflict); one an offline
         gateway never picked up is superseded, so an operator is never stuck behind a gateway that is away."""
         instance_id = instance.id
-        latest = latest_row(conn, instance_id)
+        latest = conn.execute(_LATEST, {"b_instance": instance_id}).first()
         number = (latest.number if latest else 0) + 1
         if latest is not None and (latest.status in ("downloading", "applying")
                                    or (latest.status == "pending" and online(instance, now()))):  # fmt: skip
@@ -131,12 +158,12 @@ class Deployments:
                                 db.deployments.c.status == "pending")
                          .values(status="failed", message=message, updated_at=at,
                                  stages=[*latest.stages, _stage("failed", message)]))  # fmt: skip
-        conn.execute(insert(db.deployments).values(
-            instance_id=instance_id, number=number, status="pending", message="waiting for the gateway",
-            traceback=None, manifest=manifest, artifacts=shas, versions=versions,
-            stages=[_stage("pending", "waiting for the gateway")], rollback_of=rollback_of, created_at=at, updated_at=at,
-        ))  # fmt: skip
-        return view(deployment_row(conn, instance_id, number))
+        made = {"instance_id": instance_id, "number": number, "status": "pending", "message": "waiting for the gateway",
+                "traceback": None, "manifest": manifest, "artifacts": shas, "versions": versions,
+                "stages": [_stage("pending", "waiting for the gateway")], "rollback_of": rollback_of, "created_at": at,
+                "updated_at": at}  # fmt: skip
+        conn.execute(_INSERT, made)
+        return view(SimpleNamespace(**made))
 
     async def list(self, instance_id: str) -> list[dict[str, Any]]:
         """The instance's deployments, newest first. Raises NotFound."""
@@ -170,28 +197,43 @@ class Deployments:
         """
         if stage not in STAGES[1:]:
             raise ValidationError([f"stage: must be one of {', '.join(STAGES[1:])}, got {stage!r}"])
+        # Reports of many gateways arriving together share one transaction (a fan-out brings thousands).
+        return await self._reports.submit((instance_id, number, stage, message[:4000], traceback or None))
 
-        def work(conn: Connection) -> dict[str, Any]:
-            row = deployment_row(conn, instance_id, number)
-            if row.status in FINAL or STAGES.index(stage) < STAGES.index(row.status):
-                return view(row)
-            conn.execute(update(db.deployments)
-                         .where(db.deployments.c.instance_id == instance_id, db.deployments.c.number == number)
-                         .values(status=stage, message=message[:4000], traceback=(traceback or None),
-                                 stages=[*row.stages, _stage(stage, message[:4000])], updated_at=now()))  # fmt: skip
-            return view(deployment_row(conn, instance_id, number))
+    def _record(self, conn: Connection, items: builtins.list[tuple[str, int, str, str, str | None]],
+                ) -> tuple[builtins.list[dict[str, Any] | Exception], builtins.list[str]]:  # fmt: skip
+        """Record a batch of stage reports: one read, one executemany write, the changed instances' topics."""
+        rows = {(r.instance_id, r.number): SimpleNamespace(**r._asdict()) for r in conn.execute(
+            select(*_SUMMARY).where(_KEY.in_(sorted({(i[0], i[1]) for i in items}))))}  # fmt: skip
+        changed: dict[tuple[str, int], Any] = {}
+        results: builtins.list[dict[str, Any] | Exception] = []
+        for instance_id, number, stage, message, trace in items:
+            row = rows.get((instance_id, number))
+            if row is None:
+                results.append(NotFound(f"instance {instance_id} has no deployment {number}"))
+                continue
+            if row.status not in FINAL and STAGES.index(stage) >= STAGES.index(row.status):
+                _advance(row, stage, message, trace)
+                changed[(instance_id, number)] = row
+            results.append(view(row))
+        _write(conn, changed.values())
+        return results, [f"events:{instance_id}" for instance_id, _ in changed]
 
-        return await self.store.run(work, notify=(f"events:{instance_id}",))
-
-    def desired(self, conn: Connection, instance_id: str, after: int) -> dict[str, Any] | None:
-        """The deployment the gateway should run, when newer than ``after``: the latest one not failed."""
-        row = conn.execute(select(db.deployments)
-                           .where(db.deployments.c.instance_id == instance_id,
-                                  db.deployments.c.status.not_in(("failed", "rolled_back")))
-                           .order_by(db.deployments.c.number.desc()).limit(1)).first()  # fmt: skip
-        if row is None or row.number <= after:
-            return None
-        return {"number": row.number, "manifest": row.manifest, "artifacts": row.artifacts}
+    def desired_many(self, conn: Connection, after: dict[str, int]) -> dict[str, dict[str, Any]]:
+        """For each instance, the deployment it should run when newer than ``after[instance]``: the latest one not
+        failed."""
+        live = db.deployments.c.status.not_in(("failed", "rolled_back"))
+        latest = conn.execute(select(db.deployments.c.instance_id, func.max(db.deployments.c.number))
+                              .where(db.deployments.c.instance_id.in_(sorted(after)), live)
+                              .group_by(db.deployments.c.instance_id)).all()  # fmt: skip
+        wanted = sorted((instance_id, number) for instance_id, number in latest if number > after[instance_id])
+        if not wanted:
+            return {}
+        # The manifest is read only for what is handed out; an up-to-date gateway's look costs one small query.
+        # Handing out does not move the deployment to "downloading": the poll's answer may never reach a gateway
+        # that was just cut off, and it stays "pending" (superseded by the next deploy) until the gateway says so.
+        return {row.instance_id: {"number": row.number, "manifest": row.manifest, "artifacts": row.artifacts}
+                for row in conn.execute(select(db.deployments).where(_KEY.in_(wanted)))}  # fmt: skip
 
     def settle(self, conn: Connection, instance_id: str, version: str | None) -> bool:
         """A status report says the gateway runs ``cloud-N``: an unfinished deployment N succeeded after all

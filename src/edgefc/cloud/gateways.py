@@ -18,7 +18,7 @@ from edgefc.cloud import db
 from edgefc.cloud.deployments import Deployments, deployment_row, latest_row, view
 from edgefc.cloud.fleet import instance_row, online
 from edgefc.cloud.notify import Notifier
-from edgefc.cloud.store import Store, iso, now
+from edgefc.cloud.store import Batcher, Store, iso, now
 from edgefc.errors import GatewayOffline, ValidationError
 
 POLL_WAIT_S = 25.0  # how long a long poll is held when nothing changes
@@ -37,6 +37,32 @@ class Gateways:
         self.notifier = notifier
         self.deployments = deployments
         self._touched: dict[str, float] = {}  # instance → when this replica last wrote its last_seen
+        # A deploy to a fleet wakes a thousand long polls at once: their looks share transactions.
+        self._looks: Batcher[tuple[str, int, bool], tuple[dict[str, Any] | None, list[dict[str, Any]]]] = Batcher(
+            store, self._look)
+
+    def _look(self, conn: Connection, items: list[tuple[str, int, bool]],
+              ) -> tuple[list[tuple[dict[str, Any] | None, list[dict[str, Any]]] | Exception], list[str]]:  # fmt: skip
+        """For each (instance, after, touch): the deployment newer than ``after`` and its open live requests."""
+        ids = sorted({instance_id for instance_id, _, _ in items})
+        touched = sorted({instance_id for instance_id, _, touch in items if touch})
+        if touched:
+            conn.execute(update(db.instances).where(db.instances.c.id.in_(touched)).values(last_seen=now()))
+        # Only fresh requests: one whose asker is gone (a replica stopped mid-wait) must not keep waking the poll.
+        asks: dict[str, list[dict[str, Any]]] = {}
+        for r in conn.execute(select(db.requests).where(db.requests.c.instance_id.in_(ids),
+                                                        db.requests.c.answer.is_(None),
+                                                        db.requests.c.created_at > now() - ANSWER_WAIT_S)):  # fmt: skip
+            asks.setdefault(r.instance_id, []).append({"id": r.id, "kind": r.kind, "params": r.params})
+        floor: dict[str, int] = {}
+        for instance_id, after, _ in items:
+            floor[instance_id] = min(after, floor.get(instance_id, after))
+        handed = self.deployments.desired_many(conn, floor)
+        results: list[tuple[dict[str, Any] | None, list[dict[str, Any]]] | Exception] = []
+        for instance_id, after, _ in items:
+            deployment = handed.get(instance_id)
+            results.append((deployment if deployment and deployment["number"] > after else None, asks.get(instance_id, [])))
+        return results, []
 
     async def desired(self, instance_id: str, after: int, wait: float = POLL_WAIT_S) -> dict[str, Any]:
         """Long poll: the deployment newer than ``after`` and open live requests, as soon as there are any.
@@ -44,22 +70,12 @@ class Gateways:
         Returns ``{"deployment": … | None, "requests": [...], "server_time"}`` after at most ``wait`` seconds.
         """
 
-        def look(conn: Connection, touch: bool) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
-            if touch:
-                conn.execute(update(db.instances).where(db.instances.c.id == instance_id).values(last_seen=now()))
-            # Only fresh requests: one whose asker is gone (a replica stopped mid-wait) must not keep waking the poll.
-            rows = conn.execute(select(db.requests).where(db.requests.c.instance_id == instance_id,
-                                                          db.requests.c.answer.is_(None),
-                                                          db.requests.c.created_at > now() - ANSWER_WAIT_S)).all()  # fmt: skip
-            asks = [{"id": r.id, "kind": r.kind, "params": r.params} for r in rows]
-            return self.deployments.desired(conn, instance_id, after), asks
-
         deadline = now() + max(0.0, min(wait, 60.0))
         with self.notifier.subscribe(f"instance:{instance_id}") as waiter:
             while True:
                 # last_seen needs to be fresh to within the online window, not to every poll: a write saved.
                 touch = now() - self._touched.get(instance_id, 0.0) >= TOUCH_EVERY_S
-                deployment, asks = await self.store.run(look, touch)
+                deployment, asks = await self._looks.submit((instance_id, after, touch))
                 if touch:
                     self._touched[instance_id] = now()
                 left = deadline - now()

@@ -22,6 +22,8 @@ log = logging.getLogger("edgefc.cloud.notify")
 
 CHANNEL = "edgefc_cloud"
 ANY = "*"  # the topic that means "anything may have changed"
+SEPARATOR = "\n"  # between the topics of one NOTIFY payload (no topic holds a newline)
+PAYLOAD_MAX = 7000
 
 
 class Waiter:
@@ -87,8 +89,22 @@ class Notifier:
     def announce(self, conn: Connection, topics: Sequence[str]) -> None:
         """Send ``topics`` to every replica with ``conn``'s transaction (PostgreSQL; nothing on SQLite)."""
         if self.remote:
+            # Several topics share one NOTIFY (a batch of reports would otherwise send one per gateway), in
+            # payloads under PostgreSQL's 8000-byte cap.
+            chunk: list[str] = []
+            size = 0
             for topic in topics:
-                conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": topic})
+                if chunk and size + len(topic) > PAYLOAD_MAX:
+                    self._notify(conn, chunk)
+                    chunk, size = [], 0
+                chunk.append(topic)
+                size += len(topic) + 1
+            if chunk:
+                self._notify(conn, chunk)
+
+    @staticmethod
+    def _notify(conn: Connection, topics: list[str]) -> None:
+        conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": CHANNEL, "p": SEPARATOR.join(topics)})
 
     async def notify(self, *topics: str) -> None:
         """Tell every replica (this one at once) that ``topics`` changed; call after the change committed."""
@@ -128,7 +144,8 @@ class Notifier:
             await conn.execute(f"LISTEN {CHANNEL}")
             self.listening.set()
             async for note in conn.notifies():
-                yield note.payload
+                for topic in note.payload.split(SEPARATOR):
+                    yield topic
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(conn.close())
