@@ -207,6 +207,52 @@ def test_function_invokes_function_sync_async_and_error(rig: Rig) -> None:
     assert missing["class"] == "edgefc.sdk.FunctionError" and missing["type"] == "NotFound"
 
 
+FIRE_AND_FORGET = """
+import edgefc.sdk as fc
+
+def handler(event, context):
+    fc.publish("qos0/out", b"first", qos=0)
+    fc.publish("qos0/#", b"refused", qos=0)  # a wildcard is no topic to publish on: logged, not raised
+    fc.publish("qos0/out", b"second", qos=0)
+    try:
+        fc.publish("qos0/#", b"refused", qos=0, confirm=True)
+    except fc.FunctionError as exc:
+        return context.request_id + " " + exc.type
+    return context.request_id + " not raised"
+"""
+
+
+def test_a_qos0_publish_does_not_wait_and_a_refusal_goes_to_the_function_log(rig: Rig) -> None:
+    """``fc.publish(..., qos=0)`` returns before the gateway answers; its messages still go out in order, and a
+    refused one is written into the function's log under the event's request id instead of raised. With
+    ``confirm=True`` the refusal is raised, as at QoS 1."""
+    manifest = {
+        "functions": [fn("fire")],
+        "routes": [{"name": "fire-out", "source": "function:fire", "topic": "qos0/#", "target": "mqtt:qos0/seen"}],
+    }
+    rig.gw.deploy(manifest, {"fire": FIRE_AND_FORGET})
+    rig.wait_subscribed()
+    seen = Subscriber(rig.mqtt_port, "qos0/seen", qos=0)
+    try:
+        response = rig.gw.invoke("fire", b"go")
+        assert response.status_code == 200, response.text
+        rid, outcome = response.text.split(" ", 1)
+        assert outcome == "ValidationError"
+        assert seen.wait_count(2) == [b"first", b"second"]
+        assert rig.gw.client is not None
+
+        def refusals() -> list[dict[str, Any]]:
+            assert rig.gw.client is not None
+            entries = rig.gw.client.get("/v1/functions/fire/logs", params={"request_id": rid, "limit": 100}).json()
+            return [e for e in entries["entries"] if "publish refused" in e["message"]]
+
+        (entry,) = rig.gw.wait_for(refusals, what="the refused publish in the function log")
+        assert entry["level"] == "error" and entry["request_id"] == rid
+        assert "ValidationError" in entry["message"] and "topic" in entry["message"]
+    finally:
+        seen.close()
+
+
 def test_fan_out_and_duplicate_routes_deliver_once(rig: Rig) -> None:
     seen = rig.seen()
     env = {"SEEN": str(seen.path)}

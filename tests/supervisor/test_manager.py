@@ -37,7 +37,7 @@ SDK = """
 import edgefc.sdk as fc
 
 def handler(event, context):
-    return fc.publish("t/x", event) or b"published"
+    return fc.publish("t/x", event, qos=1) or b"published"  # QoS 0 would not wait for the refusal
 """
 
 CONTINUOUS = """

@@ -26,6 +26,10 @@ _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
 _UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
+# One encoder for every event: json.dumps with non-default options builds a new JSONEncoder per call.
+_encode_event = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def new_message_id() -> str:
     """A fresh message id (hex uuid4).
 
@@ -93,4 +97,4 @@ class Message:
             source_id = str(self.source_type)
         event["source"] = {"type": str(self.source_type), "id": source_id}
         event["messageId"] = self.id
-        return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return _encode_event(event).encode("utf-8")

@@ -120,7 +120,9 @@ class MqttLink:
         self._client.on_connect = self._handle_connect
         self._client.on_disconnect = self._handle_disconnect
         self._client.on_message = self._handle_message
-        self._client.on_publish = self._handle_publish
+        # on_publish is set only while a QoS 1 publish waits for its PUBACK: with it set, paho builds a reason
+        # code and a properties object for every QoS 0 packet it writes, for nobody.
+        self._client.on_publish = None
         self._client.on_subscribe = self._handle_subscribe
 
     @property
@@ -193,7 +195,13 @@ class MqttLink:
         if message_id is not None:
             properties = Properties(PacketTypes.PUBLISH)
             properties.UserProperty = ("edgefc-message-id", message_id)
-        info = self._publish(topic, payload, qos, properties)
+        if qos and not self._acks:
+            self._client.on_publish = self._handle_publish
+        try:
+            info = self._publish(topic, payload, qos, properties)
+        except BaseException:
+            self._publish_waits_done()
+            raise
         if qos == 0:
             return
         assert self._loop is not None
@@ -206,6 +214,11 @@ class MqttLink:
             raise Unavailable(f"no PUBACK from {self.url} within {self._publish_timeout}s") from None
         finally:
             self._acks.pop(info.mid, None)
+            self._publish_waits_done()
+
+    def _publish_waits_done(self) -> None:
+        if not self._acks:
+            self._client.on_publish = None
 
     def publish_nowait(self, topic: str, payload: bytes) -> None:
         """Publish at QoS 0 without waiting for anything; raises Unavailable as ``publish`` does.

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgefc.worker.main import RemoteError, current
+from edgefc.worker.output import current_request as _current_request
 
 __all__ = ["FunctionError", "config", "driver", "invoke", "publish", "things"]
 
@@ -49,13 +50,20 @@ def _as_bytes(payload: Any) -> bytes:
     return json.dumps(payload, separators=(",", ":")).encode("utf-8")
 
 
-def publish(topic: str, payload: Any = b"", qos: int = 0) -> None:
+def publish(topic: str, payload: Any = b"", qos: int = 0, *, confirm: bool = False) -> None:
     """Publish a message into the gateway's router as source ``function:<this function>``.
 
-    With ``qos=1`` this returns only once the router has durably accepted the message. Raises FunctionError
-    when the router refuses it (bad topic, queue full, no routing on this gateway).
+    With ``qos=1`` this returns only once the router has durably accepted the message, and raises FunctionError
+    when the router refuses it (bad topic, queue full, no routing on this gateway). With ``qos=0`` (at most once,
+    as MQTT's QoS 0) it returns as soon as the message is on its way to the gateway: a refusal is written into
+    this function's log instead of raised; ``confirm=True`` waits for the router's answer (and raises) at QoS 0
+    too, for callers that report a status (the Link IoT Edge ``IoTData.publish``).
     """
-    _call("publish", {"topic": topic, "payload": _as_bytes(payload), "qos": int(qos)})
+    args = {"topic": topic, "payload": _as_bytes(payload), "qos": int(qos)}
+    if args["qos"] == 0 and not confirm:
+        current().conn.cast("publish", args, _current_request())
+    else:
+        _call("publish", args)
 
 
 def invoke(name: str, payload: Any = b"", invocation_type: str = "sync", timeout: float | None = None) -> Any:

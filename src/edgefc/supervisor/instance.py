@@ -172,6 +172,8 @@ class Runner:
                 cfut.set_result(frame)
         elif t == "call":
             self._calls.spawn(self._serve_call(frame), f"call-{self.id}")
+        elif t == "cast":
+            self._calls.spawn(self._serve_cast(frame), f"cast-{self.id}")
         elif t == "ready":
             self.state = InstanceState.READY
             if not self.ready.done():
@@ -191,6 +193,22 @@ class Runner:
             log.exception("SDK call %s failed", frame.get("op"))
             reply = {"t": "reply", "cid": frame["cid"], "ok": False, "error": {"type": "InternalError", "message": str(exc)}}
         self._send(encode(reply))
+
+    async def _serve_cast(self, frame: dict[str, Any]) -> None:
+        """An SDK call the worker does not wait for (``fc.publish`` at QoS 0): no reply; a refusal goes into
+        the function's log, attributed to the event that made the call."""
+        op = frame.get("op")
+        try:
+            await self._on_call(*parse_call(op, frame.get("args")))  # typed and capped, as a call
+            return
+        except EdgefcError as exc:
+            message = f"{op} refused ({exc.type}): {exc.message}"
+        except Exception as exc:  # noqa: BLE001 — nobody waits for an answer: the log is where it shows
+            log.exception("SDK call %s failed", op)
+            message = f"{op} failed: {exc}"
+        rid = frame.get("rid")
+        self._on_log(self.id, {"t": "log", "time": time.time(), "level": "error", "stream": "stderr",
+                               "request_id": rid if isinstance(rid, str) else None, "message": message})  # fmt: skip
 
     def _send(self, data: bytes) -> None:
         """Queue a frame for the worker; the frames of one loop iteration go out in one write, in order."""

@@ -78,6 +78,14 @@ class Connection:
             raise RemoteError(reply.get("error") or {})
         return reply.get("value")
 
+    def cast(self, op: str, args: dict[str, Any], request_id: str | None) -> None:
+        """Send an SDK call the gateway serves without answering (``fc.publish`` at QoS 0: fire and forget).
+
+        The gateway writes a refusal into this function's log, attributed to ``request_id``. Raises OSError
+        when the connection is gone.
+        """
+        self.send({"t": "cast", "op": op, "args": args, "rid": request_id})
+
     def resolve(self, frame: dict[str, Any]) -> None:
         fut = self._calls.get(frame.get("cid", -1))
         if fut is not None and not fut.done():

@@ -1,7 +1,7 @@
 """The framed protocol between the gateway and a worker: a 4-byte big-endian length, then one msgpack map.
 
 Every frame is a map with a ``t`` (type) key. Gateway → worker: ``init``, ``invoke``, ``reply``, ``stop``.
-Worker → gateway: ``hello``, ``ready``, ``init_error``, ``result``, ``error``, ``log``, ``call``.
+Worker → gateway: ``hello``, ``ready``, ``init_error``, ``result``, ``error``, ``log``, ``call``, ``cast``.
 
 - ``hello``      {instance, key, pid}                         first frame on a new connection
 - ``init``       {handler, initializer, function: {name, handler, memory, timeout, version}, config}
@@ -12,6 +12,8 @@ Worker → gateway: ``hello``, ``ready``, ``init_error``, ``result``, ``error``,
 - ``error``      {id, error: {type, message, stack}}
 - ``log``        {time, level, stream, request_id, message}
 - ``call``       {cid, op, args}                               an SDK call made by function code
+- ``cast``       {op, args, rid}                             an SDK call served without a reply (``publish``
+                                                               at QoS 0); a refusal goes into the function's log
 - ``reply``      {cid, ok: bool, value | error}
 - ``stop``       {}                                           finish in-flight events and exit
 - ``callback``   {cid, op, args}                              the gateway asks the instance (driver callbacks)

@@ -60,7 +60,7 @@ class IoTData:
         if not isinstance(payload, str | bytes) or qos not in (0, 1):
             return INVALID_PARAM
         try:
-            _fc.publish(params["topic"], payload, qos)
+            _fc.publish(params["topic"], payload, qos, confirm=True)  # the status needs the router's answer
         except _fc.FunctionError as exc:
             logging.error("publish to %s failed: %s", params["topic"], exc)
             return _PUBLISH_STATUS.get(exc.type, FAILED)

@@ -43,6 +43,14 @@ function call(op, args) {
   });
 }
 
+/**
+ * Send an SDK call the gateway serves without answering (`publish` at QoS 0: fire and forget). A refusal goes
+ * into the function's log under `rid`. Throws when the connection is gone.
+ */
+function cast(op, args, rid) {
+  current().send({ t: 'cast', op, args, rid: rid ?? null });
+}
+
 /** A `reply` frame from the gateway. */
 function resolve(frame) {
   const waiter = state.pending.get(frame.cid);
@@ -60,4 +68,4 @@ function failAll() {
   state.pending.clear();
 }
 
-module.exports = { RemoteError, call, current, failAll, resolve, state };
+module.exports = { RemoteError, call, cast, current, failAll, resolve, state };

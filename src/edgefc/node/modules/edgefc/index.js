@@ -3,6 +3,7 @@
 // Every call travels over the worker's own socket to the gateway and returns a Promise.
 
 const runtime = require('../../lib/runtime');
+const logs = require('../../lib/logs');
 const { asBuffer } = require('../../lib/protocol');
 
 class FunctionError extends Error {
@@ -34,12 +35,24 @@ function asBytes(payload) {
 }
 
 /**
- * Publish into the gateway's router as source `function:<this function>`. `options` is the QoS or {qos}.
- * With qos 1 it resolves once the router durably accepted the message. Rejects with FunctionError.
+ * Publish into the gateway's router as source `function:<this function>`. `options` is the QoS or {qos, confirm}.
+ * With qos 1 it resolves once the router durably accepted the message, and rejects with FunctionError when it
+ * refuses. With qos 0 it resolves once the message is on its way: a refusal is written into the function's log
+ * instead (`confirm: true` waits for the answer, as qos 1 does).
  */
 function publish(topic, payload, options) {
   const qos = typeof options === 'number' ? options : Number((options && options.qos) || 0);
-  return runtime.call('publish', { topic: String(topic), payload: asBytes(payload), qos })
+  const args = { topic: String(topic), payload: asBytes(payload), qos };
+  if (qos === 0 && !(options && options.confirm)) {
+    // At most once, as MQTT's QoS 0: no answer to wait for; a refusal goes into the function's log.
+    try {
+      runtime.cast('publish', args, logs.currentRequest());
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return Promise.resolve(undefined);
+  }
+  return runtime.call('publish', args)
     .then(() => undefined, (err) => { throw toFunctionError(err); });
 }
 

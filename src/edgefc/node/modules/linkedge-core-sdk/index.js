@@ -84,7 +84,7 @@ class IoTData {
       callback(missing('payload'));
       return;
     }
-    fc.publish(topic, payload, Number(params.qos || 0)).then(() => callback(null), (err) => callback(err));
+    fc.publish(topic, payload, { qos: Number(params.qos || 0), confirm: true }).then(() => callback(null), (err) => callback(err));
   }
 
   /** getThingProperties({productKey, deviceName, payload: [names]}, callback) → (null, {name: value}). */
