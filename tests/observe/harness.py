@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from edgefc.api.observe import router
+from edgefc.config.gateway import GatewayConfig
 from edgefc.errors import EdgefcError
 from edgefc.observe.logs import LogEntry, LogStore
 from edgefc.observe.metrics import Metrics
@@ -25,6 +26,7 @@ class State:
     perf: PerfTracker
     functions: set[str] = field(default_factory=lambda: {"alarm", "quiet"})
     status: list[dict[str, Any]] = field(default_factory=list)
+    config: GatewayConfig = field(default_factory=GatewayConfig)  # the settings the API reads (logs.follow_stall_s)
 
     def has_function(self, name: str) -> bool:
         return name in self.functions
