@@ -13,10 +13,11 @@ import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
 from starlette.types import Message, Send
 
+from edgefc.api.routing import Router
 from edgefc.api.state import gateway_of
 from edgefc.errors import BadRequest, NotFound
 from edgefc.observe.entry import GATEWAY_FUNCTION, Level, LogFilter, StoredEntry
@@ -26,7 +27,7 @@ from edgefc.observe.timeexpr import parse_duration, parse_time
 if TYPE_CHECKING:
     from edgefc.gateway.core import Gateway
 
-router = APIRouter(tags=["observe"])
+router = Router(tags=["observe"])
 log = logging.getLogger("edgefc.api")
 
 FOLLOW_BACKLOG = 100  # lines shown before following when no limit is given, like tail -f
@@ -71,7 +72,7 @@ async def _check_function(gateway: Gateway, store: LogStore, name: str) -> None:
     raise NotFound(f"no function named {name!r}")
 
 
-@router.get("/v1/functions/{name}/logs", response_model=None)
+@router.get("/v1/functions/{name}/logs")
 async def get_logs(
     name: str,
     request: Request,
@@ -203,7 +204,7 @@ async def get_stats(request: Request, history: str = DEFAULT_HISTORY) -> dict[st
     return body  # type: ignore[no-any-return]
 
 
-@router.get("/metrics", response_model=None)
+@router.get("/metrics")
 async def get_metrics(request: Request) -> Response:
     """Prometheus text format of CONTRACT §6's metrics."""
     body, content_type = gateway_of(request).metrics.render()
