@@ -1,8 +1,8 @@
 """Async invocations: accepted only while there is room, kept on disk, run as the function's capacity frees.
 
-An event answered 202 is never failed ``Busy`` afterwards: it waits here (its payload on disk, not in memory)
-for a free slot of the function, and a ``Busy`` from the function (synchronous events filled its queue) only
-delays it. What cannot wait is refused up front with 429.
+An event answered 202 is never failed ``Busy`` afterwards: it goes to the function's queue as any event does,
+and when that queue is full it waits here (its payload on disk, not in memory) and tries again. What cannot
+wait is refused up front with 429.
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ Invoke = Callable[[str, bytes, dict[str, Any], str], Awaitable[bytes]]  # (name,
 
 
 class AsyncLanes:
-    """Per function: how many async invocations wait, and a semaphore as wide as the function's capacity."""
+    """Per function: how many async invocations are accepted and unfinished; runs each until it is not Busy."""
 
     def __init__(self, invoke: Invoke, *, max_pending: int = MAX_PENDING) -> None:
         self._invoke = invoke
         self.max_pending = max_pending
         self._pending: dict[str, int] = {}
-        self._slots: dict[str, tuple[int, asyncio.Semaphore]] = {}
 
     def pending(self, name: str) -> int:
         """Async invocations of ``name`` accepted and not finished."""
@@ -44,28 +43,6 @@ class AsyncLanes:
                        f"{self.max_pending}); try again later")  # fmt: skip
         self._pending[name] = waiting + 1
 
-    def _slot(self, name: str, capacity: int) -> asyncio.Semaphore:
-        known = self._slots.get(name)
-        if known is None or known[0] != capacity:  # a new version with other limits: a new lane
-            known = self._slots[name] = (capacity, asyncio.Semaphore(capacity))
-        return known[1]
-
-    async def run(self, inv_id: str, name: str, capacity: int, payload: Callable[[], Awaitable[bytes]],
-                  trigger: dict[str, Any]) -> bytes:  # fmt: skip
-        """Run one admitted invocation when a slot is free; retries (with the one backoff) while the function
-        answers Busy. Raises what the function raises otherwise (FunctionError, Unavailable, NotFound)."""
-        try:
-            async with self._slot(name, max(1, capacity)):
-                data = await payload()
-                backoff = Backoff(first=0.05, cap=2.0)
-                while True:
-                    try:
-                        return await self._invoke(name, data, trigger, inv_id)
-                    except Busy:
-                        await asyncio.sleep(backoff.next())
-        finally:
-            self.release(name)
-
     def release(self, name: str) -> None:
         """One admitted invocation of ``name`` is done (or was never stored)."""
         left = self._pending.get(name, 1) - 1
@@ -73,3 +50,17 @@ class AsyncLanes:
             self._pending[name] = left
         else:
             self._pending.pop(name, None)
+
+    async def run(self, inv_id: str, name: str, payload: Callable[[], Awaitable[bytes]], trigger: dict[str, Any]) -> bytes:
+        """Run one admitted invocation; while the function answers Busy (its queue is full) wait, with the one
+        backoff, and try again — reading the payload from disk for each try, so a waiting event costs no RAM.
+        Raises what the function raises otherwise (FunctionError, Unavailable, NotFound)."""
+        backoff = Backoff(first=0.05, cap=2.0)
+        try:
+            while True:
+                try:
+                    return await self._invoke(name, await payload(), trigger, inv_id)
+                except Busy:
+                    await asyncio.sleep(backoff.next())
+        finally:
+            self.release(name)

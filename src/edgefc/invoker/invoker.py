@@ -96,10 +96,8 @@ class Invoker:
 
         result: bytes | None = None
         error: dict[str, Any] | None = None
-        manager = self.table.get(name)
-        capacity = manager.plan.max_instances * manager.plan.max_concurrency if manager is not None else 1
         try:
-            result = await self.lanes.run(inv_id, name, capacity, load, trigger)
+            result = await self.lanes.run(inv_id, name, load, trigger)
         except EdgefcError as exc:
             error = exc.to_dict()
         await asyncio.to_thread(self.store.finish_invocation, inv_id, result=result, error=error)
