@@ -133,11 +133,15 @@ class BenchGateway:
         return self.admin
 
     def deploy(
-        self, functions: list[dict[str, Any]], sources: dict[str, str], version: str = "bench",
+        self, functions: list[dict[str, Any]], sources: dict[str, str], version: str | None = None,
         routes: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """Apply a deployment of ``functions`` with code ``{name: source of index.py}``; raises GatewayError."""
-        manifest = yaml.safe_dump({"version": version, "functions": functions, "routes": routes or []}).encode()
+        """Apply a deployment of ``functions`` with code ``{name: source of index.py}``; raises GatewayError.
+
+        Without ``version`` the gateway names it by its content (a version name means one content: a bench that
+        redeploys other settings under one name would be refused with 409)."""
+        named = {"version": version} if version is not None else {}
+        manifest = yaml.safe_dump({**named, "functions": functions, "routes": routes or []}).encode()
         files: list[tuple[str, Any]] = [("manifest", ("deployment.yaml", manifest, "application/yaml"))]
         files += [
             (name, (f"{name}.zip", zip_source(src), "application/zip")) for name, src in sources.items()

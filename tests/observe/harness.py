@@ -6,11 +6,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from starlette.applications import Starlette
 
+from edgefc.api.app import routed_app
 from edgefc.api.observe import router
-from edgefc.errors import EdgefcError
+from edgefc.api.routing import Router
+from edgefc.config.gateway import GatewayConfig
 from edgefc.observe.logs import LogEntry, LogStore
 from edgefc.observe.metrics import Metrics
 from edgefc.observe.perf import PerfTracker
@@ -25,6 +26,7 @@ class State:
     perf: PerfTracker
     functions: set[str] = field(default_factory=lambda: {"alarm", "quiet"})
     status: list[dict[str, Any]] = field(default_factory=list)
+    config: GatewayConfig = field(default_factory=GatewayConfig)  # the settings the API reads (logs.follow_stall_s)
 
     def has_function(self, name: str) -> bool:
         return name in self.functions
@@ -41,20 +43,14 @@ class State:
         return {}
 
 
-def make_app(state: State) -> FastAPI:
-    app = FastAPI()
-    app.state.gateway = state
+def make_app(state: State) -> Starlette:
+    status = Router(tags=["functions"])
 
-    @app.exception_handler(EdgefcError)
-    async def _error(request: Request, exc: EdgefcError) -> JSONResponse:  # what the gateway's app does
-        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
-
-    @app.get("/v1/functions")
+    @status.get("/v1/functions")
     async def functions() -> list[dict[str, Any]]:  # the gateway's status route, for `top`
         return state.status
 
-    app.include_router(router)
-    return app
+    return routed_app([status, router], state)
 
 
 def line(message: str, *, level: str = "info", request_id: str = "", t: float | None = None) -> LogEntry:

@@ -13,14 +13,12 @@ import httpx
 import pytest
 import uvicorn
 from click.testing import CliRunner
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
 
+from edgefc.api.app import routed_app
 from edgefc.api.messages import MAX_PAYLOAD_BYTES
 from edgefc.api.messages import router as messages_api
 from edgefc.cli.publish import publish
 from edgefc.cli.queues import deadletters, queues
-from edgefc.errors import EdgefcError
 from edgefc.router.message import Message
 from edgefc.router.queue import DurableQueue
 from edgefc.router.router import Router
@@ -50,14 +48,7 @@ async def gateway(tmp_path: Path) -> AsyncIterator[SimpleNamespace]:
     )
     router = Router(table, queue=queue, deliver_function=sink)
     await router.start()
-    app = FastAPI()
-    app.include_router(messages_api)
-
-    @app.exception_handler(EdgefcError)
-    async def edgefc_error(request: Request, exc: EdgefcError) -> JSONResponse:
-        return JSONResponse({"error": exc.to_dict()}, status_code=exc.http_status)
-
-    app.state.gateway = SimpleNamespace(router=router, queue=queue)
+    app = routed_app([messages_api], SimpleNamespace(router=router, queue=queue))  # the gateway's error rendering
     yield SimpleNamespace(app=app, router=router, queue=queue, sink=sink)
     await router.close()
     queue.close()

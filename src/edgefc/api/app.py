@@ -1,20 +1,23 @@
-"""The gateway's HTTP API (CONTRACT §4): one FastAPI app, errors rendered in one place, a bearer token on all but /healthz."""
+"""The gateway's HTTP API (CONTRACT §4): one Starlette app, errors rendered in one place, a bearer token on all but
+/healthz, and ``/openapi.json`` built from the same routes that serve."""
 
 from __future__ import annotations
 
 import hmac
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from edgefc import __version__
 from edgefc.api import deployment, devices, functions, invoke, messages, observe
 from edgefc.api.errors import error_response, from_http, send_error, unexpected
-from edgefc.errors import BadRequest, EdgefcError, PayloadTooLarge, Unauthorized
+from edgefc.api.routing import Router
+from edgefc.errors import EdgefcError, PayloadTooLarge, Unauthorized
 
 if TYPE_CHECKING:
     from edgefc.gateway.core import Gateway
@@ -52,61 +55,67 @@ class TokenAndSizeGuard:
         await self.app(scope, receive, send)
 
 
-def create_app(gateway: Gateway) -> FastAPI:
-    """The routed part of the API (every path but invoke, which :func:`create_server_app` puts in front)."""
-    app = FastAPI(title="edgefc gateway", version=__version__, docs_url=None, redoc_url=None)
-    app.state.gateway = gateway
+async def _edgefc_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, EdgefcError)
+    return error_response(exc)
 
-    @app.exception_handler(EdgefcError)
-    async def _edgefc_error(request: Request, exc: EdgefcError) -> Response:
-        return error_response(exc)
 
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in err.get("loc", ()))
-            problems.append(f"{loc}: {err.get('msg')}")
-        return error_response(BadRequest("invalid request: " + "; ".join(problems), details=problems))
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    return error_response(from_http(exc.status_code, str(exc.detail)))
 
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return error_response(from_http(exc.status_code, str(exc.detail)))
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> Response:
-        return error_response(unexpected(exc, f"{request.method} {request.url.path}"))
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    return error_response(unexpected(exc, f"{request.method} {request.url.path}"))
 
-    @app.get("/healthz", tags=["gateway"])
-    async def healthz() -> dict[str, Any]:
-        """Liveness; needs no token."""
-        return {"status": "ok", "version": __version__}
 
-    for module in (deployment, functions, observe, messages, devices):
-        app.include_router(module.router)
-    _document_invoke(app)
+def routed_app(routers: list[Router], state: Any, *, title: str = "edgefc gateway",
+               extra: dict[str, dict[str, Any]] | None = None) -> Starlette:  # fmt: skip
+    """A Starlette app serving ``routers`` with the API's error rendering, ``state`` on ``app.state.gateway``,
+    and ``/openapi.json`` documenting every route (plus ``extra`` paths served in front of the app)."""
+    routes: list[Route] = [route for r in routers for route in r.routes]
+    schema: dict[str, Any] = {}
+
+    async def openapi(request: Request) -> Response:
+        if not schema:
+            schema.update(openapi_schema(routers, title=title, extra=extra or {}))
+        return JSONResponse(schema)
+
+    routes.append(Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False))
+    app = Starlette(routes=routes, exception_handlers={
+        EdgefcError: _edgefc_error, StarletteHTTPException: _http_error, Exception: _unexpected,
+    })  # fmt: skip
+    app.state.gateway = state
     return app
 
 
-def _document_invoke(app: FastAPI) -> None:
-    """Put the invoke route (served in front of FastAPI) into the app's /openapi.json, after the functions paths."""
-    build = app.openapi
+def openapi_schema(routers: list[Router], *, title: str, extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of ``routers``; ``extra`` paths go right after ``/v1/functions/{name}``."""
+    paths: dict[str, dict[str, Any]] = {}
+    for router in routers:
+        for path, method, operation in router.operations:
+            paths.setdefault(path, {})[method] = operation
+            if path == "/v1/functions/{name}":
+                paths.update(extra)
+    for path, item in extra.items():
+        paths.setdefault(path, item)
+    return {"openapi": "3.1.0", "info": {"title": title, "version": __version__}, "paths": paths,
+            "components": {"schemas": {"Error": invoke.ERROR_SCHEMA}}}  # fmt: skip
 
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            schema = build()
-            paths: dict[str, Any] = {}
-            for path, item in schema["paths"].items():
-                paths[path] = item
-                if path == "/v1/functions/{name}":
-                    paths[invoke.PATH] = {"post": invoke.OPERATION}
-            paths.setdefault(invoke.PATH, {"post": invoke.OPERATION})
-            schema["paths"] = paths
-            schema.setdefault("components", {}).setdefault("schemas", {})["Error"] = invoke.ERROR_SCHEMA
-            app.openapi_schema = schema
-        return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+_health = Router(tags=["gateway"])
+
+
+@_health.get("/healthz")
+async def healthz() -> dict[str, Any]:
+    """Liveness; needs no token."""
+    return {"status": "ok", "version": __version__}
+
+
+def create_app(gateway: Gateway) -> Starlette:
+    """The routed part of the API (every path but invoke, which :func:`create_server_app` puts in front)."""
+    routers = [_health, deployment.router, functions.router, observe.router, messages.router, devices.router]
+    return routed_app(routers, gateway, extra={invoke.PATH: {"post": invoke.OPERATION}})
 
 
 def create_server_app(gateway: Gateway) -> ASGIApp:

@@ -5,16 +5,17 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
+from starlette.requests import Request
 from starlette.types import Message, Receive
 
 from edgefc.api.body import read_body
+from edgefc.api.routing import Router
 from edgefc.api.state import gateway_of
 from edgefc.errors import BadRequest, PayloadTooLarge, ValidationError
 from edgefc.gateway.deploy import Limits, split_folder_zip
 
-router = APIRouter(tags=["deployment"])
+router = Router(tags=["deployment"])
 
 DEPLOY_BODY = {
     "requestBody": {

@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 
 from edgefc.api.body import read_body
+from edgefc.api.routing import Router
 from edgefc.api.state import gateway_of
 from edgefc.devices.service import DeviceService
 from edgefc.errors import BadRequest
 
-router = APIRouter(tags=["devices"])
+router = Router(tags=["devices"])
 
 _JSON_BODY = {
     "requestBody": {"required": False, "content": {"application/json": {"schema": {"type": "object"}}}},

@@ -5,11 +5,13 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 
+from edgefc.api.routing import Router
 from edgefc.api.state import gateway_of
 
-router = APIRouter(tags=["functions"])
+router = Router(tags=["functions"])
+
 
 @router.get("/v1/functions")
 async def list_functions(request: Request) -> list[dict[str, Any]]:

@@ -11,9 +11,12 @@ import binascii
 from typing import Annotated, Any, Literal
 
 import pydantic
-from fastapi import APIRouter, Path, Request, Response
+from starlette.requests import Request
+from starlette.responses import Response
 
 from edgefc.api.body import read_body
+from edgefc.api.routing import Range
+from edgefc.api.routing import Router as Routes
 from edgefc.api.state import gateway_of
 from edgefc.errors import BadRequest, PayloadTooLarge, ValidationError
 from edgefc.router.message import Message, SourceType
@@ -24,7 +27,7 @@ from edgefc.router.topics import validate_topic
 MAX_PAYLOAD_BYTES = 256 * 1024  # a message is an event, not a file transfer; Link IoT Edge caps at 128 KiB
 _MAX_BODY_BYTES = MAX_PAYLOAD_BYTES * 4 // 3 + 64 * 1024  # base64 of the largest payload, plus the topic
 
-router = APIRouter(tags=["messages"])
+router = Routes(tags=["messages"])
 
 
 class MessageIn(pydantic.BaseModel):
@@ -118,7 +121,7 @@ async def get_deadletters(request: Request, limit: int = 1000) -> dict[str, Any]
     return {"deadletters": [letter.to_dict() for letter in letters]}
 
 
-DeadLetterId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a dead letter's id")]
+DeadLetterId = Annotated[int, Range(ge=1, le=2**63 - 1, description="a dead letter's id")]
 
 
 @router.post("/v1/deadletters/{deadletter_id}/replay")

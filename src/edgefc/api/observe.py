@@ -6,14 +6,18 @@ Reads ``request.app.state.gateway``: ``logs`` (LogStore), ``stats`` (StatsCollec
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Request
-from fastapi.responses import Response, StreamingResponse
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.types import Message, Send
 
+from edgefc.api.routing import Router
 from edgefc.api.state import gateway_of
 from edgefc.errors import BadRequest, NotFound
 from edgefc.observe.entry import GATEWAY_FUNCTION, Level, LogFilter, StoredEntry
@@ -23,7 +27,8 @@ from edgefc.observe.timeexpr import parse_duration, parse_time
 if TYPE_CHECKING:
     from edgefc.gateway.core import Gateway
 
-router = APIRouter(tags=["observe"])
+router = Router(tags=["observe"])
+log = logging.getLogger("edgefc.api")
 
 FOLLOW_BACKLOG = 100  # lines shown before following when no limit is given, like tail -f
 HEARTBEAT_S = 15.0  # an SSE comment this often finds a vanished client even when the function is quiet
@@ -67,7 +72,7 @@ async def _check_function(gateway: Gateway, store: LogStore, name: str) -> None:
     raise NotFound(f"no function named {name!r}")
 
 
-@router.get("/v1/functions/{name}/logs", response_model=None)
+@router.get("/v1/functions/{name}/logs")
 async def get_logs(
     name: str,
     request: Request,
@@ -100,8 +105,10 @@ async def get_logs(
     if following:
         backlog = _limit(limit, FOLLOW_BACKLOG)
         store.check_follow()  # 429 before streaming when too many already follow
-        return StreamingResponse(
+        return FollowResponse(
             _follow(store, name, filt, since_t, backlog),
+            stall_s=gateway.config.logs.follow_stall_s,
+            what=f"a follower of {name}'s log",
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -114,6 +121,35 @@ async def get_logs(
         ascending=order == "asc",
     )
     return {"entries": [row.to_dict() for row in rows]}
+
+
+class FollowResponse(StreamingResponse):
+    """Server-sent events that drop a follower whose connection takes no bytes for ``stall_s``.
+
+    A client that never reads would otherwise hold its follower slot (``max_followers``), its queue and a
+    blocked stream for as long as it stays connected. The connection is closed then; nothing is lost but what
+    that follower did not read (the lines stay in the store).
+    """
+
+    def __init__(self, content: AsyncIterator[bytes], *, stall_s: float, what: str, **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.stall_s = stall_s
+        self.what = what
+
+    async def stream_response(self, send: Send) -> None:
+        async def bounded(message: Message) -> None:
+            # uvicorn's send waits while the transport is paused (the peer's buffers are full): that wait is
+            # what a reader that stopped reading looks like.
+            await asyncio.wait_for(send(message), self.stall_s)
+
+        try:
+            await super().stream_response(bounded)
+        except TimeoutError:
+            log.warning("dropped %s: it read nothing for %g s", self.what, self.stall_s)
+        finally:
+            aclose = getattr(self.body_iterator, "aclose", None)
+            if aclose is not None:
+                await aclose()  # unsubscribe now, not when the generator is collected
 
 
 def _event(entry: StoredEntry) -> bytes:
@@ -168,7 +204,7 @@ async def get_stats(request: Request, history: str = DEFAULT_HISTORY) -> dict[st
     return body  # type: ignore[no-any-return]
 
 
-@router.get("/metrics", response_model=None)
+@router.get("/metrics")
 async def get_metrics(request: Request) -> Response:
     """Prometheus text format of CONTRACT §6's metrics."""
     body, content_type = gateway_of(request).metrics.render()

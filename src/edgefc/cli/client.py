@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
-import httpx
 
 from edgefc.cli.contexts import GatewayBook
 from edgefc.errors import ValidationError
+
+if TYPE_CHECKING:
+    import httpx  # imported when a client is made: `edgefc gateway run` never loads it
 
 DEFAULT_GATEWAY = "http://127.0.0.1:9999"
 
@@ -47,10 +49,14 @@ class ApiClient:
     def __init__(self, base_url: str, token: str | None, *, timeout: float = 30.0) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
+        import httpx
+
         self.http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """Send one request; raises CliExit(3) when the gateway cannot be reached."""
+        import httpx
+
         try:
             return self.http.request(method, path, **kwargs)
         except httpx.TransportError as exc:
@@ -82,6 +88,8 @@ class ApiClient:
 
     def stream_lines(self, path: str, params: dict[str, Any] | None = None) -> Iterator[str]:
         """Yield the lines of a streaming response (server-sent events)."""
+        import httpx
+
         try:
             with self.http.stream("GET", path, params=params, timeout=None) as response:
                 if response.status_code >= 400:

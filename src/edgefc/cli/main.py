@@ -20,7 +20,21 @@ from edgefc.cli.templates import RUNTIMES
 from edgefc.errors import ValidationError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _LazyGroup(click.Group):
+    """A group whose commands from other modules are imported on first look-up (:func:`_register`), so that
+    ``edgefc gateway run`` loads no HTTP client or table library into the long-running gateway process."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in ("gateway", "run"):
+            _register()
+        return super().get_command(ctx, cmd_name)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        _register()
+        return super().list_commands(ctx)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", "-V", prog_name="edgefc", message="%(prog)s %(version)s")
 @click.option("--gateway", envvar="EDGEFC_GATEWAY", shell_complete=complete_gateway,
               help="gateway URL, or a name stored by 'edgefc login' (default: the current one, "
@@ -35,7 +49,7 @@ def cli(gateway: str | None, token: str | None, data_dir: str | None, output: st
     """
 
 
-@cli.group()
+@cli.group(cls=_LazyGroup)
 def gateway() -> None:
     """Run a gateway."""
 
@@ -166,8 +180,15 @@ def has_deployed(data_dir: Path) -> bool:
         return True  # unreadable: never replace what might be the user's deployment
 
 
+_registered = False
+
+
 def _register() -> None:
-    """Commands defined in their own modules of the CLI."""
+    """Commands defined in their own modules of the CLI (once)."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
     from edgefc.cli import deploy, devices, login, logs, publish, queues, service, status, top
 
     for command in (deploy.deploy, status.ps, status.describe, logs.logs, top.top, publish.publish, queues.queues,
@@ -177,9 +198,6 @@ def _register() -> None:
     from edgefc.cli.cloud import cloud  # the cloud control plane (issue 11)
 
     cli.add_command(cloud)
-
-
-_register()
 
 
 def main() -> None:

@@ -14,13 +14,15 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import yaml
-from rich.console import Console, RenderableType
-from rich.table import Table
-from rich.text import Text
+
+if TYPE_CHECKING:  # rich is imported where a table is drawn: `edgefc gateway run` never loads it
+    from rich.console import Console, RenderableType
+    from rich.table import Table
+    from rich.text import Text
 
 FORMATS = ("table", "wide", "json", "yaml")
 
@@ -54,6 +56,8 @@ def no_color() -> bool:
 
 def console(*, stderr: bool = False, width: int | None = None) -> Console:
     """A rich Console that honours NO_COLOR (no colour, no bold) and prints piped tables whole."""
+    from rich.console import Console
+
     plain = no_color()
     made = Console(stderr=stderr, no_color=plain, highlight=False, width=width, emoji=False,
                    color_system=None if plain else "auto")  # fmt: skip
@@ -146,6 +150,8 @@ def fit_table(columns: Sequence[Column], rows: Sequence[Sequence[str | Text]], *
 
     With ``wide`` or when piped every column is shown, each cell whole.
     """
+    from rich.table import Table
+
     out = console()
     available = width if width is not None else (out.width if out.is_terminal else None)
     shown = list(range(len(columns)))
@@ -167,11 +173,15 @@ def fit_table(columns: Sequence[Column], rows: Sequence[Sequence[str | Text]], *
 
 
 def _plain(cell: str | Text) -> str:
+    from rich.text import Text
+
     return cell.plain if isinstance(cell, Text) else cell
 
 
 def styled(text: str, style: str) -> Text:
     """A cell in ``style`` (no markup is parsed: names with ``[`` print as they are)."""
+    from rich.text import Text
+
     return Text(text, style="" if no_color() else style)
 
 

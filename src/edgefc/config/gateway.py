@@ -185,6 +185,8 @@ class LogsConfig(BaseModel):
     max_age_s: Annotated[float, Field(gt=0)] = 7 * 86400.0
     rate_limit_lines_per_s: Annotated[int, Field(ge=1)] = 2000
     max_line_bytes: Annotated[int, Field(ge=256)] = 16 * 1024
+    # A follower (SSE) whose connection takes no bytes for this long is dropped (api/observe.py).
+    follow_stall_s: Annotated[float, Field(gt=0)] = 30.0
 
 
 class QueuesConfig(BaseModel):

@@ -33,7 +33,7 @@ from edgefc.gateway.deployments import Deployments
 from edgefc.gateway.messaging import Messaging
 from edgefc.gateway.placement import Placement
 from edgefc.gateway.secrets import MIN_TOKEN_CHARS, ensure_secret
-from edgefc.gateway.status import FunctionStatus
+from edgefc.gateway.status import FigureReset, FunctionStatus
 from edgefc.gateway.store import StateStore
 from edgefc.invoker import EventSink, FunctionTable, Invoker
 from edgefc.observe.gatewaylog import GatewayLogHandler
@@ -181,6 +181,7 @@ class Gateway:
             stack.push_async_callback(stats.close)
             status.stats = stats
             deployer.on_applied.append(lambda _: stats.sample_now())  # fresh figures right after a deployment
+            deployer.on_applied.append(FigureReset(perf, metrics))
             deployments = Deployments(deployer, store, invoker)
 
             gateway = cls(

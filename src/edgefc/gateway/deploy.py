@@ -48,6 +48,13 @@ class Prepared:
     bundles: dict[str, str]  # function → sha256
     plans: dict[str, FunctionPlan]
 
+    @property
+    def content(self) -> str:
+        """What the deployment runs, as a digest: the validated manifest (its version name, comments and layout
+        aside) and every bundle's sha256. Two deployments with the same content change nothing."""
+        data = {"manifest": self.manifest.model_dump(mode="json", exclude={"version"}), "bundles": self.bundles}
+        return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
 
 def split_folder_zip(data: bytes, limits: Limits) -> tuple[str, dict[str, bytes]]:
     """An ``application/zip`` upload of the manifest's folder → (manifest text, bundle per function).

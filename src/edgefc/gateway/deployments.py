@@ -23,9 +23,28 @@ class Deployments:
         self.invoker = invoker
 
     async def deploy(self, manifest_text: str, uploads: dict[str, bytes]) -> dict[str, Any]:
-        """Validate and apply a deployment. Raises ValidationError or DeployFailed; then nothing changed."""
+        """Validate and apply a deployment. Raises ValidationError or DeployFailed; then nothing changed.
+
+        Raises Conflict when the manifest's ``version`` name was applied before with different content. A deployment
+        whose content and version are the applied ones changes nothing and is not recorded as a new version (so
+        repeating a deploy never pushes the real previous version out of rollback's reach).
+        """
         async with self.deployer.lock:
             prepared = await asyncio.to_thread(self.deployer.prepare, manifest_text, uploads)
+            content = prepared.content
+            current = await asyncio.to_thread(self.store.current)
+            if current is not None and current["content"] == content and current["version"] == prepared.version:
+                names = sorted(prepared.plans)
+                log.info("deployment %s: nothing changed, not a new version", prepared.version)
+                return {"version": prepared.version, "started": [], "unchanged": names, "removed": []}
+            if prepared.manifest.version is not None:
+                same_name = await asyncio.to_thread(self.store.with_version, prepared.version)
+                if same_name is not None and same_name["content"] not in (None, content):
+                    raise Conflict(
+                        f"version: {prepared.version!r} was already deployed with different content (deployment "
+                        f"{same_name['seq']}); give the changed deployment a new version name",
+                        details={"field": "version", "version": prepared.version},
+                    )
             return await self._apply(prepared)
 
     async def rollback(self) -> dict[str, Any]:
@@ -38,7 +57,9 @@ class Deployments:
             return await self._apply(prepared)
 
     async def _apply(self, prepared: Prepared) -> dict[str, Any]:
-        seq = await asyncio.to_thread(self.store.add_deployment, prepared.version, prepared.manifest_text, prepared.bundles)
+        seq = await asyncio.to_thread(
+            self.store.add_deployment, prepared.version, prepared.manifest_text, prepared.bundles, prepared.content
+        )
         try:
             result = await self.deployer.apply(prepared)
         except EdgefcError as exc:
@@ -65,7 +86,11 @@ class Deployments:
     async def restore(self) -> None:
         """Apply the last applied deployment again (no network needed) and resume unfinished async invocations.
 
-        A deployment that cannot be restored is logged, not raised: the gateway still starts, empty."""
+        A deployment that cannot be restored is logged, not raised: the gateway still starts, empty. One left
+        ``applying`` by a gateway that stopped mid-apply is marked failed: the one before it is what runs."""
+        interrupted = await asyncio.to_thread(self.store.mark_interrupted)
+        if interrupted:
+            log.warning("%d deployment(s) were interrupted by a stop while applying; marked failed", interrupted)
         current = await asyncio.to_thread(self.store.current)
         if current is None:
             return

@@ -72,7 +72,9 @@ async def _serve(gateway: Gateway, sock: socket.socket, deploy: Path | None) -> 
     app = create_server_app(gateway)
     server = _Server(
         uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=IdleClosingProtocol, loop="none",
-                       timeout_keep_alive=30, limit_concurrency=4096, proxy_headers=False)
+                       timeout_keep_alive=30, limit_concurrency=4096, proxy_headers=False,
+                       # NO_COLOR (https://no-color.org) turns colour off; otherwise uvicorn decides (a terminal).
+                       use_colors=False if os.environ.get("NO_COLOR") else None)
     )  # fmt: skip
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

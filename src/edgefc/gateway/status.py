@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgefc.errors import NotFound
 from edgefc.invoker.table import FunctionTable
 from edgefc.observe.figures import InstanceFigures
 from edgefc.observe.logs import LogStore
+from edgefc.observe.metrics import Metrics
 from edgefc.observe.perf import PerfTracker
 from edgefc.observe.stats import StatsCollector
 from edgefc.supervisor.manager import FunctionManager
+
+if TYPE_CHECKING:
+    from edgefc.gateway.deploy import Prepared
 
 NextFire = Callable[[str], datetime | None]
 
@@ -74,3 +78,22 @@ class FunctionStatus:
                 for r in manager.runners()
             ]
         return out
+
+
+class FigureReset:
+    """A deployment hook: the figures ``ps`` shows (invocations, errors, durations) count the running version, so
+    a function's new version starts them from zero; a removed function's figures and metric series go."""
+
+    def __init__(self, perf: PerfTracker, metrics: Metrics) -> None:
+        self.perf = perf
+        self.metrics = metrics
+        self._running: dict[str, str] = {}  # function → fingerprint of the version applied last
+
+    def __call__(self, prepared: Prepared) -> None:
+        for name, plan in prepared.plans.items():
+            if self._running.get(name, plan.fingerprint) != plan.fingerprint:
+                self.perf.forget(name)
+        for name in set(self._running) - set(prepared.plans):
+            self.perf.forget(name)
+            self.metrics.remove_function(name)
+        self._running = {name: plan.fingerprint for name, plan in prepared.plans.items()}

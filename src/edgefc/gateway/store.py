@@ -21,7 +21,8 @@ CREATE TABLE IF NOT EXISTS deployments (
     status TEXT NOT NULL,           -- applying | applied | failed | rolled_back | superseded
     message TEXT,
     created_at REAL NOT NULL,
-    applied_at REAL
+    applied_at REAL,
+    content TEXT                    -- sha256 of what the deployment runs (see Prepared.content); NULL before 0.2
 );
 CREATE TABLE IF NOT EXISTS invocations (
     id TEXT PRIMARY KEY,
@@ -50,6 +51,9 @@ class StateStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(deployments)")}
+        if "content" not in columns:  # a data dir from before deployments recorded their content
+            self._db.execute("ALTER TABLE deployments ADD COLUMN content TEXT")
 
     def close(self) -> None:
         with self._lock:
@@ -57,13 +61,31 @@ class StateStore:
 
     # ---- deployments -----------------------------------------------------------------------------------------
 
-    def add_deployment(self, version: str, manifest: str, bundles: dict[str, str]) -> int:
+    def add_deployment(self, version: str, manifest: str, bundles: dict[str, str], content: str | None = None) -> int:
         with self._lock:
             cur = self._db.execute(
-                "INSERT INTO deployments(version, manifest, bundles, status, created_at) VALUES (?,?,?,?,?)",
-                (version, manifest, json.dumps(bundles), "applying", time.time()),
+                "INSERT INTO deployments(version, manifest, bundles, status, created_at, content) VALUES (?,?,?,?,?,?)",
+                (version, manifest, json.dumps(bundles), "applying", time.time(), content),
             )
             return int(cur.lastrowid or 0)
+
+    def mark_interrupted(self) -> int:
+        """Mark deployments left ``applying`` by a gateway that stopped mid-apply as failed; returns how many."""
+        with self._lock:
+            cur = self._db.execute(
+                "UPDATE deployments SET status='failed', message=? WHERE status='applying'",
+                ("interrupted: the gateway stopped while applying it; the deployment before it was restored",),
+            )
+            return cur.rowcount
+
+    def with_version(self, version: str) -> dict[str, Any] | None:
+        """The newest deployment named ``version`` that was applied (now or before), if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT * FROM deployments WHERE version=? AND status IN ('applied','superseded') ORDER BY seq DESC LIMIT 1",
+                (version,),
+            ).fetchone()
+        return self._row(row)
 
     def mark_deployment(self, seq: int, status: str, message: str | None = None) -> None:
         with self._lock, self._db:
@@ -78,10 +100,11 @@ class StateStore:
     def _row(self, row: tuple[Any, ...] | None) -> dict[str, Any] | None:
         if row is None:
             return None
-        seq, version, manifest, bundles, status, message, created_at, applied_at = row
+        seq, version, manifest, bundles, status, message, created_at, applied_at, content = row
         return {
             "seq": seq, "version": version, "manifest": manifest, "bundles": json.loads(bundles),
             "status": status, "message": message, "created_at": created_at, "applied_at": applied_at,
+            "content": content,
         }  # fmt: skip
 
     def current(self) -> dict[str, Any] | None:
@@ -145,6 +168,12 @@ class StateStore:
             "id": inv_id, "function": function, "state": state, "result": result,
             "error": json.loads(error) if error else None, "started_at": started_at, "finished_at": finished_at,
         }  # fmt: skip
+
+    def invocation_payload(self, inv_id: str) -> bytes:
+        """The event of an accepted async invocation (empty once it finished)."""
+        with self._lock:
+            row = self._db.execute("SELECT payload FROM invocations WHERE id=?", (inv_id,)).fetchone()
+        return bytes(row[0]) if row is not None and row[0] is not None else b""
 
     def unfinished_invocations(self) -> list[tuple[str, str, bytes, dict[str, Any]]]:
         """Accepted async invocations that never finished (the gateway stopped): they run again."""

@@ -8,6 +8,7 @@ import uuid
 from typing import Any, Protocol
 
 from edgefc.errors import EdgefcError, FunctionError, NotFound, Unavailable, ValidationError
+from edgefc.invoker.asynclane import AsyncLanes
 from edgefc.invoker.events import EventSink
 from edgefc.invoker.ports import CallHandler, InstanceListener
 from edgefc.invoker.table import FunctionTable
@@ -31,6 +32,8 @@ class InvocationStore(Protocol):
 
     def invocation(self, inv_id: str) -> dict[str, Any] | None: ...
 
+    def invocation_payload(self, inv_id: str) -> bytes: ...
+
 
 class Invoker:
     """The dispatcher of DESIGN §1. Implements :class:`edgefc.supervisor.ports.Calls` for the managers."""
@@ -42,6 +45,7 @@ class Invoker:
         self._tasks = tasks.child("invocations")
         # SDK operations served by other components, by prefix ("device.register" → handlers["device"]).
         self._handlers: dict[str, CallHandler] = {}
+        self.lanes = AsyncLanes(lambda n, p, t, rid: self.invoke(n, p, trigger=t, request_id=rid))
 
     async def aclose(self) -> None:
         """Cancel the async invocations running now (they stay unfinished in the store and resume at next start)."""
@@ -70,20 +74,30 @@ class Invoker:
     async def invoke_async(self, name: str, payload: bytes, trigger: dict[str, Any] | None = None) -> str:
         """Accept an event for later: it is on disk before this returns, and runs even across a restart.
 
-        Raises NotFound."""
+        Raises NotFound, or Busy (429) when the function already has its cap of async invocations waiting."""
         self.manager(name)
+        self.lanes.admit(name)
         inv_id = uuid.uuid4().hex
         trigger = trigger or {"type": "invoke"}
-        await asyncio.to_thread(self.store.add_invocation, inv_id, name, payload, trigger)
-        self._tasks.spawn(self._run_async(inv_id, name, payload, trigger), f"async-{inv_id}")
+        try:
+            await asyncio.to_thread(self.store.add_invocation, inv_id, name, payload, trigger)
+        except BaseException:
+            self.lanes.release(name)  # nothing was accepted: give the place back
+            raise
+        self._tasks.spawn(self._run_async(inv_id, name, None, trigger), f"async-{inv_id}")
         return inv_id
 
-    async def _run_async(self, inv_id: str, name: str, payload: bytes, trigger: dict[str, Any]) -> None:
-        await asyncio.to_thread(self.store.start_invocation, inv_id)
+    async def _run_async(self, inv_id: str, name: str, payload: bytes | None, trigger: dict[str, Any]) -> None:
+        async def load() -> bytes:
+            # Read when it runs, not kept in memory while it waits: a long backlog costs disk, not RAM.
+            data = payload if payload is not None else await asyncio.to_thread(self.store.invocation_payload, inv_id)
+            await asyncio.to_thread(self.store.start_invocation, inv_id)
+            return data
+
         result: bytes | None = None
         error: dict[str, Any] | None = None
         try:
-            result = await self.invoke(name, payload, trigger=trigger, request_id=inv_id)
+            result = await self.lanes.run(inv_id, name, load, trigger)
         except EdgefcError as exc:
             error = exc.to_dict()
         await asyncio.to_thread(self.store.finish_invocation, inv_id, result=result, error=error)
@@ -92,6 +106,7 @@ class Invoker:
         """Run again the async invocations a previous run accepted but did not finish."""
         for inv_id, name, payload, trigger in unfinished:
             if self.has(name):
+                self.lanes.admit(name, force=True)
                 self._tasks.spawn(self._run_async(inv_id, name, payload, trigger), f"async-{inv_id}")
             else:
                 err = {"type": "NotFound", "message": f"function {name!r} is no longer deployed"}

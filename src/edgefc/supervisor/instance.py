@@ -32,9 +32,11 @@ class InstanceState(enum.StrEnum):
 class _Frames(asyncio.Protocol):
     """The worker connection once it is authenticated: decodes frames as bytes arrive and hands them on."""
 
-    def __init__(self, on_frame: Callable[[dict[str, Any]], None], transport: asyncio.BaseTransport) -> None:
+    def __init__(self, on_frame: Callable[[dict[str, Any]], None], transport: asyncio.BaseTransport,
+                 on_broken: Callable[[str], None]) -> None:  # fmt: skip
         self._buf = bytearray()
         self._on_frame = on_frame
+        self._on_broken = on_broken
         self._transport = transport
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
@@ -46,6 +48,7 @@ class _Frames(asyncio.Protocol):
         except (ProtocolError, ValueError, KeyError, TypeError) as exc:
             # A worker that breaks the protocol loses its connection (and with it, its events).
             log.warning("closing a worker connection that sent a bad frame: %r", exc)
+            self._on_broken(str(exc))
             self._transport.close()
 
     def eof_received(self) -> bool:
@@ -69,6 +72,7 @@ class Runner:
         self.inflight = 0
         self.exit: ExitStatus | None = None
         self.exit_reason: str | None = None  # "timeout" when we killed it for a late event
+        self.body_error: FunctionError | None = None  # what a running module body raised (init_error after ready)
         self._on_log = on_log
         self._on_call = on_call
         self._writer: asyncio.StreamWriter | None = None
@@ -99,7 +103,7 @@ class Runner:
                 _, self._writer = conn.result()
                 # After the handshake frames go straight from the transport to _on_frame: no reader task, no
                 # StreamReader wake-up per reply (the worker sends nothing between its hello and our init).
-                frames = _Frames(self._on_frame, self._writer.transport)
+                frames = _Frames(self._on_frame, self._writer.transport, self._broken)
                 self._writer.transport.set_protocol(frames)
                 self._writer.write(encode({"t": "init", **init}))
             elif conn.done() and not conn.cancelled() and conn.exception() is None:
@@ -140,6 +144,21 @@ class Runner:
             self._writer.close()
         if not self.ended.done():
             self.ended.set_result(status)
+
+    def _broken(self, problem: str) -> None:
+        """The worker sent a frame the gateway refuses (one past the frame cap: a result too large): the events
+        in flight learn why now, and the instance, whose connection is gone, is killed (the keep-alive or the
+        next event starts a fresh one)."""
+        too_large = problem.startswith("frame of")  # ProtocolError's words for a frame past MAX_FRAME
+        self.exit_reason = "result_too_large" if too_large else "protocol"
+        what = "result too large" if too_large else "protocol error"
+        error = FunctionError("Unhandled", f"{what}: instance {self.id} sent more than the gateway accepts ({problem}); "
+                                           "return less (big data goes to a file or a topic); the instance was stopped")  # fmt: skip
+        for fut in self._pending.values():
+            if not fut.done():
+                fut.set_exception(error)
+        self.state = InstanceState.STOPPING
+        self.instance.kill()
 
     def failure(self) -> FunctionError:
         """The error that events in flight get when this instance ends."""
@@ -182,6 +201,11 @@ class Runner:
             e = frame.get("error") or {}
             if not self.ready.done():
                 self.ready.set_exception(FunctionError("InitError", e.get("message", ""), e.get("stack")))
+            elif frame.get("after_ready"):
+                # A module body that kept running (Link IoT Edge style) raised after the instance was ready: the
+                # worker exits next; the exit is this, not a plain "exited".
+                self.exit_reason = "init_error"
+                self.body_error = FunctionError(str(e.get("type", "Handled")), str(e.get("message", "")), e.get("stack"))
 
     async def _serve_call(self, frame: dict[str, Any]) -> None:
         try:

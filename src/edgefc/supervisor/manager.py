@@ -297,7 +297,7 @@ class FunctionManager:
             self.restarts += 1
             self.events.restart(self.name, reason)
             log.warning("instance %s of %s ended: %s (code %s)", runner.id, self.name, reason, status.code)
-            note = exit_note(reason, runner.id, status, self.plan.memory_mb)
+            note = exit_note(reason, runner.id, status, self.plan.memory_mb, runner.body_error)
             if note:
                 self._note("error", note, runner.id)
         if self.plan.mode is Mode.CONTINUOUS and reason not in REQUESTED and not self._closed and not self._draining:
