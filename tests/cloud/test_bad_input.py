@@ -200,6 +200,8 @@ def test_an_artifact_that_does_not_match_its_hash_is_refused_and_retried(tmp_pat
         cloud.api("POST", f"/v1/instances/{inst['id']}/token", 200)
         wait_for(lambda: "rejected this gateway's credentials" in gw.log_text(), what="the gateway's log line")
         assert "wrong or was rotated" in gw.log_text()
+        assert gw.client is not None
+        assert gw.client.get("/v1/stats").json()["cloud"]["state"] == "unauthorized"  # and in its status
         assert gw.invoke("hello").content == b"hi"
     finally:
         cloud.stop()

@@ -27,11 +27,12 @@ class State:
     functions: set[str] = field(default_factory=lambda: {"alarm", "quiet"})
     status: list[dict[str, Any]] = field(default_factory=list)
     config: GatewayConfig = field(default_factory=GatewayConfig)  # the settings the API reads (logs.follow_stall_s)
+    cloud: None = None  # no cloud agent: /v1/stats says "cloud": null
 
     def has_function(self, name: str) -> bool:
         return name in self.functions
 
-    # What the API reads of the gateway's composition root: ``invoker.has(name)`` and ``mqtt_stats()``.
+    # What the API reads of the gateway's composition root: ``invoker.has(name)``, ``mqtt_stats()``, ``cloud``.
     @property
     def invoker(self) -> State:
         return self

@@ -201,6 +201,9 @@ async def get_stats(request: Request, history: str = DEFAULT_HISTORY) -> dict[st
         figures["invocations_per_s"] = snap["invocations_per_s"]
         figures["duration_ms"] = snap["duration_ms"]
     body["mqtt"] = gateway.mqtt_stats()
+    # The cloud agent's state (connected, offline, unauthorized …) when ``cloud.url`` is set: a wrong or rotated
+    # token shows here as well as in the gateway's log.
+    body["cloud"] = gateway.cloud.status() if gateway.cloud is not None else None
     return body  # type: ignore[no-any-return]
 
 
