@@ -75,7 +75,7 @@ async def test_stats_and_metrics(state: State, client: httpx.AsyncClient) -> Non
     state.metrics.invocation("alarm", "invoke", "success", 0.010)
     r = await client.get("/v1/stats")
     body = r.json()
-    assert set(body) == {"host", "functions", "history", "mqtt"}
+    assert set(body) == {"host", "functions", "history", "mqtt", "cloud"} and body["cloud"] is None  # no cloud agent
     alarm = body["functions"]["alarm"]
     assert alarm["memory_bytes"] == 40_000_000 and alarm["memory_limit_bytes"] == 128 * 1024 * 1024
     assert alarm["duration_ms"]["p50"] == pytest.approx(10, rel=0.03) and alarm["invocations_per_s"] > 0
