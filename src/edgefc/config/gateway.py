@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import json
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeGuard
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -22,7 +25,6 @@ from pydantic import (
     field_validator,
 )
 from pydantic import ValidationError as PydanticValidationError
-from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from edgefc.config.fields import Loc, describe
 from edgefc.config.problems import format_loc, translate
@@ -220,12 +222,10 @@ class HousekeepingConfig(BaseModel):
     keep_deployments: Annotated[int, Field(ge=2)] = 5
 
 
-class GatewayConfig(BaseSettings):
+class GatewayConfig(BaseModel):
     """Everything a gateway reads at start; every key has a default."""
 
-    model_config = SettingsConfigDict(
-        frozen=True, extra="forbid", env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_DELIMITER
-    )
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     data_dir: Path = Path("./.edgefc")
     listen: Listen = "127.0.0.1:9999"
@@ -242,24 +242,37 @@ class GatewayConfig(BaseSettings):
         """(host, port) the HTTP API binds."""
         return split_host_port(self.listen)
 
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Explicit values, then ``EDGEFC_…`` variables that name a key; no dotenv, no secrets dir."""
-        return init_settings, _KnownEnvSource(settings_cls)
+
+def env_settings(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The ``EDGEFC_…`` variables that name a key, as nested data (``EDGEFC_MQTT__BROKER`` → mqtt.broker).
+
+    Names are case-insensitive; variables that name no key are dropped (they belong to the CLI or the tests).
+    A section given whole (``EDGEFC_MQTT='{"broker": "off"}'``) is read as JSON, per-key variables win over it.
+    Read by hand rather than with pydantic-settings: its import (with python-dotenv) cost the idle gateway
+    several MiB for these few lines.
+    """
+    data: dict[str, Any] = {}
+    whole: dict[str, Any] = {}
+    for name, value in (os.environ if environ is None else environ).items():
+        if not name.upper().startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split(ENV_DELIMITER)
+        if not all(path):
+            continue
+        field = GatewayConfig.model_fields.get(path[0])
+        if len(path) == 1 and field is not None and _is_model(field.annotation):
+            try:
+                decoded = json.loads(value)
+            except ValueError:
+                decoded = value  # left to the section's own validation, which names the variable
+            _set_path(whole, path, decoded)
+        else:
+            _set_path(data, path, value)
+    return _known_only(_merge(whole, data), GatewayConfig)
 
 
-class _KnownEnvSource(EnvSettingsSource):
-    """The environment source, minus variables that name no key (they belong to the CLI or the tests)."""
-
-    def __call__(self) -> dict[str, Any]:
-        return _known_only(super().__call__(), GatewayConfig)
+def _is_model(annotation: Any) -> TypeGuard[type[BaseModel]]:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 
 def load_gateway_config(path: Path | None = None, **overrides: Any) -> GatewayConfig:
@@ -285,7 +298,7 @@ def load_gateway_config(path: Path | None = None, **overrides: Any) -> GatewayCo
             raise ValidationError(
                 [f"{source}: the configuration must be a mapping of keys, got {describe(file_data)}"]
             )
-    env_data = _KnownEnvSource(GatewayConfig)()
+    env_data = env_settings()
     flag_data: dict[str, Any] = {}
     for key, value in overrides.items():
         if value is not None:
@@ -325,7 +338,7 @@ def _known_only(data: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
         if field is None:
             continue
         inner = field.annotation
-        if isinstance(value, dict) and isinstance(inner, type) and issubclass(inner, BaseModel):
+        if isinstance(value, dict) and _is_model(inner):
             out[key] = _known_only(value, inner)
         else:
             out[key] = value
@@ -334,7 +347,11 @@ def _known_only(data: dict[str, Any], model: type[BaseModel]) -> dict[str, Any]:
 
 def _set_path(data: dict[str, Any], path: list[str], value: Any) -> None:
     for part in path[:-1]:
-        data = data.setdefault(part, {})
+        inner = data.get(part)
+        if not isinstance(inner, dict):
+            # a scalar already set here (``EDGEFC_MQTT=off`` and ``EDGEFC_MQTT__BROKER``): the deeper key wins
+            inner = data[part] = {}
+        data = inner
     data[path[-1]] = value
 
 
