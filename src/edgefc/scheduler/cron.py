@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
-
 from edgefc import durations
 
 _MACROS = frozenset({"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
@@ -52,6 +50,8 @@ class Schedule:
             elapsed = dt.astimezone(UTC) - _EPOCH
             periods = elapsed // step + 1
             return _EPOCH + periods * step
+        from croniter import croniter  # here, not at the top: see _checked_cron
+
         local = dt.astimezone(ZoneInfo(self.tz))
         it = croniter(
             self.expression, local, second_at_beginning=self.kind is ScheduleKind.CRON_SECONDS
@@ -135,6 +135,10 @@ def _checked_cron(text: str, expression: str, kind: ScheduleKind, tz: str) -> Sc
     if any(field[:1] in "HhRr" for field in expression.split()) and not expression.startswith("@"):
         # croniter's hashed (H) and random (R) fields fire at times nobody can read off the manifest.
         raise ValueError(f"'{expression}': hashed (H) and random (R) fields are not supported")
+    # Imported on the first cron schedule: croniter (with dateutil) costs ~3 MiB that a gateway without
+    # cron timers never needs (manifest validation imports this module for every deploy).
+    from croniter import croniter
+
     try:
         it = croniter(expression, datetime(2000, 1, 1, tzinfo=UTC), second_at_beginning=seconds_first)
         # Some expressions parse but can never fire (30 February); find out now, not at midnight.
