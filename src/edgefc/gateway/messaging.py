@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgefc.config.gateway import BrokerMode, GatewayConfig
 from edgefc.config.manifest import Manifest
@@ -15,12 +15,14 @@ from edgefc.errors import Busy, FunctionError, Unavailable, ValidationError
 from edgefc.observe.metrics import Metrics
 from edgefc.router.broker import ManagedBroker
 from edgefc.router.message import Message, SourceType
-from edgefc.router.mqtt import MqttLink
 from edgefc.router.queue import DurableQueue
 from edgefc.router.router import Router
 from edgefc.router.routes import RouteTable, TargetKind
 from edgefc.router.topics import validate_topic
 from edgefc.scheduler.timers import TimerService
+
+if TYPE_CHECKING:
+    from edgefc.router.mqtt import MqttLink
 
 log = logging.getLogger("edgefc.messaging")
 
@@ -71,6 +73,9 @@ class Messaging:
             url = mqtt.broker
         else:
             self.mqtt_note = "mqtt.broker is off"
+        if url is not None or self.config.cloud.mqtt_url:
+            # Here, not at the top: paho costs the idle gateway ~4 MiB, and with MQTT off no link is made.
+            from edgefc.router.mqtt import MqttLink
         if url is not None:
             self.local = MqttLink(url, client_id=f"edgefc-{self.gateway_id}", on_message=self._inbound,
                                   on_message_nowait=self._inbound_nowait, persistent_session=True)  # fmt: skip

@@ -19,14 +19,16 @@ import collections
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgefc.backoff import Backoff
 from edgefc.errors import NotFound, Unavailable
 from edgefc.router.message import Message, SourceType
-from edgefc.router.mqtt import MqttLink
 from edgefc.router.queue import DurableQueue, FailOutcome
 from edgefc.router.routes import Delivery, RouteTable, Target, TargetKind
+
+if TYPE_CHECKING:  # paho is imported only when a link is made (gateway/messaging.py): ~4 MiB with MQTT off
+    from edgefc.router.mqtt import MqttLink
 
 log = logging.getLogger("edgefc.router")
 
