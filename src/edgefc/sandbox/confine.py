@@ -26,8 +26,7 @@ import resource
 import stat
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
-from pathlib import Path
+from typing import NamedTuple
 
 WORKER_UID_BASE = 1_900_000_000  # far above login users and the usual subuid ranges; needs no passwd entry
 MAX_PROCESSES = 512  # per worker user: threads count too; a fork bomb stops here
@@ -77,8 +76,7 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
     _check(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
 
 
-@dataclass(frozen=True)
-class View:
+class View(NamedTuple):  # not a dataclass, nor pathlib below: the fork server imports this module (~3 MiB)
     """The mounts of a worker's view: directories replaced by tmpfs, and paths bound back inside them."""
 
     hidden: tuple[str, ...]  # outermost first; none inside another
@@ -109,6 +107,14 @@ def python_paths() -> tuple[str, ...]:
     return tuple(dict.fromkeys(os.path.realpath(p) for p in found if os.path.exists(p)))
 
 
+def _ancestors(path: str) -> list[str]:
+    """The directories above an absolute ``path``, outermost first: ``/a/b/c`` → ``/``, ``/a``, ``/a/b``."""
+    parts = path.strip("/").split("/")[:-1]
+    if path.strip("/") == "":
+        return []
+    return ["/"] + ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
 def plan_view(private: Iterable[str], keep: Iterable[str]) -> View:
     """The view hiding ``private`` (plus :data:`ALWAYS_HIDDEN`) while ``keep`` stays reachable at its place.
 
@@ -118,7 +124,7 @@ def plan_view(private: Iterable[str], keep: Iterable[str]) -> View:
     keeps = _outermost(os.path.realpath(k) for k in keep if os.path.lexists(k))
     hide = [os.path.realpath(p) for p in (*ALWAYS_HIDDEN, *private) if os.path.isdir(p)]
     for k in keeps:
-        for parent in reversed(Path(k).parents):
+        for parent in _ancestors(k):
             try:
                 if not os.stat(parent).st_mode & stat.S_IXOTH:
                     hide.append(str(parent))
