@@ -6,7 +6,6 @@ these lines are for someone fixing a YAML file on a factory floor.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -98,6 +97,8 @@ def _bound_key(kind: str) -> str:
 def _suggest(model: type[BaseModel], loc: Loc) -> str:
     """`` (did you mean 'memory_mb'?)`` when an unknown key is a near miss of a field at that place."""
     fields = _fields_at(model, loc[:-1])
+    import difflib  # only when a key is misspelt: the idle gateway need not hold it
+
     close = difflib.get_close_matches(str(loc[-1]), fields, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
