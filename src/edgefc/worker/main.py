@@ -161,6 +161,7 @@ class Worker:
             initializer=f.get("initializer"),
         )
         self.config = init.get("config")
+        self.log_gate = output.LogGate(float(init.get("log_lines_per_s") or output.DEFAULT_LINES_PER_S))
         self.pool = HandlerPool(int(init.get("max_concurrency", 1)), "edgefc-h")
         # Requests the gateway makes of this instance (a driver's get/set/service callbacks) run on their own pool,
         # so a driver whose handler loops forever still answers them.
@@ -175,12 +176,22 @@ class Worker:
         self._module_name, _, self._handler_attr = self.info.handler.rpartition(".")
 
     def emit_log(self, level: str, stream: str, request_id: str | None, message: str) -> None:
-        try:
-            self.conn.send(
-                {"t": "log", "time": time.time(), "level": level, "stream": stream, "request_id": request_id, "message": message}
-            )
-        except OSError:
-            pass
+        dropped = self.log_gate.admit()
+        if dropped is None:
+            return  # over the function's log budget: counted, reported with the next line sent
+        frame = {"t": "log", "time": time.time(), "level": level, "stream": stream, "request_id": request_id,
+                 "message": message}  # fmt: skip
+        if dropped:
+            frame["dropped"] = dropped
+        with contextlib.suppress(OSError):
+            self.conn.send(frame)
+
+    def report_dropped(self) -> None:
+        """Send the count of log lines dropped since the last line sent (a ``log`` frame without a message)."""
+        dropped = self.log_gate.take_dropped()
+        if dropped:
+            with contextlib.suppress(OSError):
+                self.conn.send({"t": "log", "dropped": dropped})
 
     def send_ready(self) -> None:
         """Tell the gateway this instance serves events (once)."""
@@ -381,6 +392,9 @@ def _finish(code: int) -> NoReturn:
             stream.flush()
     with contextlib.suppress(Exception):
         output.release_held()
+    if _worker is not None:
+        with contextlib.suppress(Exception):
+            _worker.report_dropped()
     os._exit(code)
 
 
