@@ -5,6 +5,8 @@ The HTTP status of each error lives here too (``http_status``), so the API maps 
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from typing import Any
 
 
@@ -174,3 +176,40 @@ class GatewayOffline(EdgefcError):
 
     http_status = 504
     type = "GatewayOffline"
+
+
+class InsufficientStorage(EdgefcError):
+    """Raised when the gateway's disk is full and what a request asked to keep could not be written: HTTP 507.
+
+    Nothing of that request was kept; the message names what could not be written, never a file path.
+    """
+
+    http_status = 507
+    type = "InsufficientStorage"
+
+
+_SQLITE_FULL = 13
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc``, or an error it was raised from, says the disk (or the user's quota) is full."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(current, sqlite3.Error) and (
+            getattr(current, "sqlite_errorcode", None) == _SQLITE_FULL or "disk is full" in str(current)
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def storage_full(what: str) -> InsufficientStorage:
+    """The 507 for ``what`` (e.g. "the deployment") that could not be written to a full disk."""
+    return InsufficientStorage(
+        f"the gateway's disk is full: {what} could not be written and was not accepted; free space in its data "
+        "dir and retry"
+    )

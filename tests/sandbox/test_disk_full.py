@@ -5,16 +5,22 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
 import subprocess
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+
+import httpx
+import yaml
 
 from edgefc.sandbox.cgroups import CgroupTree
 from tests.conftest import need, need_root
 from tests.e2e.gateway_harness import GatewayProcess, fn
 
 HELLO = "def handler(event, context):\n    return 'hi'\n"
+SLOW = "import time\n\ndef handler(event, context):\n    time.sleep(30)\n"
 
 
 @contextlib.contextmanager
@@ -68,6 +74,71 @@ def test_cold_start_on_a_full_disk_leaks_nothing(tmp_path: Path) -> None:
             )
             left = {p.name for p in tree.base.iterdir() if p.is_dir()} if tree.base.is_dir() else set()
             assert not left, left
+        finally:
+            gw.stop()
+            with contextlib.suppress(OSError):
+                os.unlink(disk / "filler")
+
+
+def _zip(files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, text in files.items():
+            z.writestr(name, text)
+    return buf.getvalue()
+
+
+def _clean_507(response: httpx.Response, what: str, data_dir: Path) -> None:
+    """A 507 in the API's error shape naming ``what``, with no path of the gateway's in it."""
+    assert response.status_code == 507, response.text
+    error = response.json()["error"]
+    assert error["type"] == "InsufficientStorage", error
+    assert what in error["message"], error
+    for leak in (str(data_dir), "/tmp", "Errno", ".tmp"):
+        assert leak not in response.text, response.text
+
+
+def test_writes_on_a_full_disk_answer_507_and_change_nothing(tmp_path: Path) -> None:
+    need_root()
+    with small_disk(tmp_path / "disk") as disk:
+        gw = GatewayProcess(disk / "data", isolation="process")
+        gw.log_path = tmp_path / "gateway.log"  # off the full disk, so that it tells what happened
+        gw.start()
+        try:
+            # Messages to t/# queue durably for "sink", which takes its time: they stay in the queue.
+            routes = [{"name": "in", "source": "api", "topic": "t/#", "target": "function:sink", "qos": 1}]
+            gw.deploy({"functions": [fn("hello"), fn("sink", timeout_s=60)], "routes": routes},
+                      {"hello": HELLO, "sink": SLOW})  # fmt: skip
+            assert gw.client is not None
+            before = gw.client.get("/v1/deployment").json()
+            fill(disk)
+            # A deploy of new code (random, so it does not compress): 507, and the old version still runs.
+            blob = os.urandom(3 << 20).hex()
+            manifest = yaml.safe_dump({"functions": [fn("hello"), fn("other"), fn("sink", timeout_s=60)],
+                                       "routes": routes}).encode()  # fmt: skip
+            files = [
+                ("manifest", ("deployment.yaml", manifest, "application/yaml")),
+                ("hello", ("hello.zip", _zip({"index.py": HELLO}), "application/zip")),
+                ("sink", ("sink.zip", _zip({"index.py": SLOW}), "application/zip")),
+                ("other", ("other.zip", _zip({"index.py": HELLO, "blob.txt": blob}), "application/zip")),
+            ]
+            response = gw.client.put("/v1/deployment", files=files, timeout=60)
+            _clean_507(response, "deployment", gw.data_dir)
+            assert gw.client.get("/v1/deployment").json() == before
+            assert gw.client.get("/v1/functions/other").status_code == 404
+            assert gw.invoke("hello").status_code == 200
+            # An async invocation is either durably accepted or refused with 507, never a 500.
+            payload = os.urandom(4 << 20)
+            response = gw.invoke("hello", payload, headers={"X-Edgefc-Invocation-Type": "async"})
+            _clean_507(response, "async invocation", gw.data_dir)
+            # A QoS 1 message must be durably queued before its 202: on a full disk it is refused with 507.
+            message = {"topic": "t/full", "qos": 1, "payload": os.urandom(100_000).hex()}
+            for _ in range(30):  # the queue may have a little room left in pages it already holds
+                response = gw.client.post("/v1/messages", json=message)
+                if response.status_code != 202:
+                    break
+            _clean_507(response, "message", gw.data_dir)
+            assert gw.invoke("hello").status_code == 200
         finally:
             gw.stop()
             with contextlib.suppress(OSError):

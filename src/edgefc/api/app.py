@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hmac
+import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -66,7 +67,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected(request: Request, exc: Exception) -> Response:
-    return error_response(unexpected(exc, f"{request.method} {request.url.path}"))
+    return error_response(unexpected(exc, f"{request.method} {request.url.path}", path=request.url.path))
 
 
 def routed_app(routers: list[Router], state: Any, *, title: str = "edgefc gateway",
@@ -84,6 +85,9 @@ def routed_app(routers: list[Router], state: Any, *, title: str = "edgefc gatewa
     routes.append(Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False))
     app = Starlette(routes=routes, exception_handlers={
         EdgefcError: _edgefc_error, StarletteHTTPException: _http_error, Exception: _unexpected,
+        # Errors of storage get an answer without passing through Starlette's server-error layer, which re-raises
+        # (and drops the connection) after answering: a full disk is an expected 507, not a crash.
+        OSError: _unexpected, sqlite3.Error: _unexpected,
     })  # fmt: skip
     app.state.gateway = state
     return app

@@ -8,7 +8,15 @@ import logging
 from starlette.responses import Response
 from starlette.types import Send
 
-from edgefc.errors import EdgefcError, FunctionError, HTTPError, MethodNotAllowed, NotFound
+from edgefc.errors import (
+    EdgefcError,
+    FunctionError,
+    HTTPError,
+    MethodNotAllowed,
+    NotFound,
+    disk_full,
+    storage_full,
+)
 
 log = logging.getLogger("edgefc.api")
 
@@ -24,8 +32,16 @@ def render(exc: EdgefcError) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     return exc.http_status, headers, body
 
 
-def unexpected(exc: BaseException, what: str) -> EdgefcError:
-    """An error no layer expected, logged with its traceback, as the 500 it is answered with."""
+# What a request that failed on a full disk could not write, by path (the message never names a file).
+_WRITES = {"/v1/deployment": "the deployment", "/v1/messages": "the message", "/v1/deployment/rollback": "the rollback"}
+
+
+def unexpected(exc: BaseException, what: str, *, path: str = "") -> EdgefcError:
+    """An error no layer expected, logged with its traceback, as the 500 it is answered with; a full disk is the
+    507 of :func:`edgefc.errors.storage_full`, naming ``what`` (or what ``path`` writes)."""
+    if disk_full(exc):
+        log.warning("disk full serving %s: %s", what, exc)
+        return storage_full(_WRITES.get(path, what))
     log.error("unexpected error serving %s", what, exc_info=exc)
     return EdgefcError(str(exc) or type(exc).__name__)
 

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from edgefc.api.body import read_asgi_body
 from edgefc.api.errors import send_error, unexpected
-from edgefc.errors import BadRequest, EdgefcError
+from edgefc.errors import BadRequest, EdgefcError, disk_full, storage_full
 
 if TYPE_CHECKING:
     from edgefc.gateway.core import Gateway
@@ -100,6 +100,11 @@ class InvokeRoute:
         invoker.manager(name)  # 404 before reading a body for nothing
         payload = await read_asgi_body(receive, self.max_body)
         if kind == "async":
-            inv_id = await invoker.invoke_async(name, payload)
+            try:
+                inv_id = await invoker.invoke_async(name, payload)
+            except Exception as exc:
+                if disk_full(exc):
+                    raise storage_full(f"the async invocation of {name}") from None
+                raise
             return 202, [_JSON], json.dumps({"invocation_id": inv_id}).encode()
         return 200, [_OCTET], await invoker.invoke(name, payload)

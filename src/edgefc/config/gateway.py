@@ -209,6 +209,8 @@ class LimitsConfig(BaseModel):
     max_body_bytes: Annotated[int, Field(ge=1024)] = 64 * MIB
     max_bundle_bytes: Annotated[int, Field(ge=1024)] = 50 * MIB
     max_bundle_files: Annotated[int, Field(ge=1)] = 10000
+    # New functions' probes (one worker each) started at once by a deploy: 2 000 at once exhausted the host.
+    parallel_starts: Annotated[int, Field(ge=1)] = Field(default_factory=lambda: 4 * (os.cpu_count() or 1))
 
 
 class HousekeepingConfig(BaseModel):

@@ -139,9 +139,11 @@ class Gateway:
 
             def make_manager(plan: FunctionPlan) -> FunctionManager:
                 return FunctionManager(plan, sandbox=placement.sandboxes[plan.isolation], hub=hub, events=events,
-                                       calls=invoker, tasks=tasks, socket_path=hub.socket_path)  # fmt: skip
+                                       calls=invoker, tasks=tasks, socket_path=hub.socket_path,
+                                       log_lines_per_s=config.logs.rate_limit_lines_per_s)  # fmt: skip
 
-            limits = Limits(config.limits.max_bundle_bytes, config.limits.max_bundle_files)
+            limits = Limits(config.limits.max_bundle_bytes, config.limits.max_bundle_files,
+                            config.limits.parallel_starts)  # fmt: skip
             deployer = Deployer(BundleStore(data_dir), limits, table=table, make_manager=make_manager,
                                 resolve_isolation=placement.resolve, tasks=tasks)  # fmt: skip
             stack.push_async_callback(deployer.close)

@@ -36,6 +36,7 @@ MANIFEST_NAMES = ("deployment.yaml", "deployment.yml", "manifest.yaml", "manifes
 class Limits:
     max_bundle_bytes: int
     max_bundle_files: int
+    parallel_starts: int = 8  # functions started (probe and first instance) at once by one deploy
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,8 @@ class Deployer:
         self.manifest: Manifest | None = None
         self.version: str | None = None
         self.lock = asyncio.Lock()
+        # Bounds the workers a deploy or a restore starts at once (each probe is a process).
+        self._starts = asyncio.Semaphore(limits.parallel_starts)
         self._tasks = tasks.child("deployer")  # old versions draining
         self.on_applied: list[Callable[[Prepared], Awaitable[None] | None]] = []
         # Called just before a deployment's functions start (drivers read their devices while starting); each
@@ -284,7 +287,7 @@ class Deployer:
 
     async def _restore(self, prepared: Prepared) -> dict[str, Any]:
         managers = {name: self.make_manager(plan) for name, plan in prepared.plans.items()}
-        results = await asyncio.gather(*(m.start() for m in managers.values()), return_exceptions=True)
+        results = await asyncio.gather(*(self._bounded(m.start()) for m in managers.values()), return_exceptions=True)
         for manager, result in zip(managers.values(), results, strict=True):
             if isinstance(result, BaseException):
                 log.error("%s could not start at boot (%s); its keep-alive retries it", manager.name, result)
@@ -303,9 +306,14 @@ class Deployer:
                 await outcome
 
     async def _start(self, manager: FunctionManager) -> None:
-        if manager.plan.mode is Mode.ON_DEMAND:
-            await manager.probe()
-        await manager.start()
+        async with self._starts:
+            if manager.plan.mode is Mode.ON_DEMAND:
+                await manager.probe()
+            await manager.start()
+
+    async def _bounded(self, start: Awaitable[None]) -> None:
+        async with self._starts:
+            await start
 
     async def close(self) -> None:
         """Stop every function (no draining) and wait for the old versions still draining."""

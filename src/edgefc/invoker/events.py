@@ -34,6 +34,11 @@ class EventSink:
             self._listeners.remove(listener)
 
     def log(self, function: str, instance_id: str, frame: dict[str, Any]) -> None:
+        dropped = frame.get("dropped")
+        if isinstance(dropped, int) and not isinstance(dropped, bool) and dropped > 0:
+            self.logs.count_dropped(function, dropped)  # lines the worker dropped over the function's budget
+            if "message" not in frame:
+                return
         self.logs.append(
             LogEntry(
                 time=frame.get("time") or time.time(), function=function, instance=instance_id,

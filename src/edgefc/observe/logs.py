@@ -184,9 +184,13 @@ class LogStore:
             sub.offer(stored)
         return stored
 
-    def _count_drop(self, function: str) -> None:
-        self._dropped[function] = self._dropped.get(function, 0) + 1
-        self._unreported[function] = self._unreported.get(function, 0) + 1
+    def _count_drop(self, function: str, count: int = 1) -> None:
+        self._dropped[function] = self._dropped.get(function, 0) + count
+        self._unreported[function] = self._unreported.get(function, 0) + count
+
+    def count_dropped(self, function: str, count: int) -> None:
+        """Count ``count`` lines of ``function`` its worker dropped over the rate limit (never sent)."""
+        self._count_drop(function, min(count, 1 << 62))
 
     def dropped(self, function: str) -> int:
         """Lines of ``function`` dropped since start (rate limit or full buffer)."""

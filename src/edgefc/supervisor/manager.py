@@ -38,8 +38,9 @@ class FunctionManager:
     """Owns the instances of one function and hands them events."""
 
     def __init__(self, plan: FunctionPlan, *, sandbox: Sandbox, hub: WorkerHub, events: Events, calls: Calls,
-                 tasks: TaskGroup, socket_path: Path) -> None:  # fmt: skip
+                 tasks: TaskGroup, socket_path: Path, log_lines_per_s: int | None = None) -> None:  # fmt: skip
         self.plan = plan
+        self.log_lines_per_s = log_lines_per_s  # the function's log budget, kept by its workers too
         self.name = plan.name
         self.sandbox = sandbox
         self.hub = hub
@@ -256,6 +257,8 @@ class FunctionManager:
         runner = Runner(inst, on_log=lambda i, f: self.events.log(self.name, i, f), on_call=self._call, tasks=self._tasks)
         self._runners[iid] = runner
         init = plan.init_frame()
+        if self.log_lines_per_s:
+            init["log_lines_per_s"] = self.log_lines_per_s
         self._tasks.spawn(self._serve(runner, streams, init), f"instance-{iid}")
         try:
             await asyncio.wait_for(asyncio.shield(runner.ready), max(15.0, plan.timeout_s))

@@ -31,6 +31,8 @@ from edgefc.worker.context import Context, FunctionInfo, TriggerInfo
 from edgefc.worker.protocol import FrameReader, encode, recv_frame
 from edgefc.worker.startup import BodyWatch
 
+_DROP_REPORT_S = 0.5  # how soon a count of dropped log lines is sent when no line or answer carries it
+
 _ENV_KEYS = ("EDGEFC_WORKER_SOCKET", "EDGEFC_WORKER_INSTANCE", "EDGEFC_WORKER_KEY", "EDGEFC_WORKER_CODE")
 
 
@@ -161,6 +163,8 @@ class Worker:
             initializer=f.get("initializer"),
         )
         self.config = init.get("config")
+        self.log_gate = output.LogGate(float(init.get("log_lines_per_s") or output.DEFAULT_LINES_PER_S))
+        self._drop_timer: threading.Timer | None = None
         self.pool = HandlerPool(int(init.get("max_concurrency", 1)), "edgefc-h")
         # Requests the gateway makes of this instance (a driver's get/set/service callbacks) run on their own pool,
         # so a driver whose handler loops forever still answers them.
@@ -175,12 +179,34 @@ class Worker:
         self._module_name, _, self._handler_attr = self.info.handler.rpartition(".")
 
     def emit_log(self, level: str, stream: str, request_id: str | None, message: str) -> None:
-        try:
-            self.conn.send(
-                {"t": "log", "time": time.time(), "level": level, "stream": stream, "request_id": request_id, "message": message}
-            )
-        except OSError:
-            pass
+        dropped = self.log_gate.admit()
+        if dropped is None:
+            # Over the function's log budget: counted, and reported with the next line sent, at the end of the
+            # event, or by a timer (a background thread that floods and then falls silent).
+            with self._ready_lock:
+                if self._drop_timer is None:
+                    self._drop_timer = threading.Timer(_DROP_REPORT_S, self._report_dropped_later)
+                    self._drop_timer.daemon = True
+                    self._drop_timer.start()
+            return
+        frame = {"t": "log", "time": time.time(), "level": level, "stream": stream, "request_id": request_id,
+                 "message": message}  # fmt: skip
+        if dropped:
+            frame["dropped"] = dropped
+        with contextlib.suppress(OSError):
+            self.conn.send(frame)
+
+    def _report_dropped_later(self) -> None:
+        with self._ready_lock:
+            self._drop_timer = None
+        self.report_dropped()
+
+    def report_dropped(self) -> None:
+        """Send the count of log lines dropped since the last line sent (a ``log`` frame without a message)."""
+        dropped = self.log_gate.take_dropped()
+        if dropped:
+            with contextlib.suppress(OSError):
+                self.conn.send({"t": "log", "dropped": dropped})
 
     def send_ready(self) -> None:
         """Tell the gateway this instance serves events (once)."""
@@ -272,6 +298,7 @@ class Worker:
             stack = output.format_exception(exc, skip=1)
             self.emit_log("error", "stderr", rid, "".join(stack).rstrip())
             self._flush_streams()
+            self.report_dropped()  # the count of lines dropped arrives before the answer
             self.conn.send({"t": "error", "id": rid, "error": {"type": "Handled", "message": _describe(exc), "stack": stack}})
             if isinstance(exc, SystemExit | KeyboardInterrupt):
                 os._exit(1)
@@ -279,6 +306,7 @@ class Worker:
         finally:
             output.set_request(None)
         self._flush_streams()
+        self.report_dropped()  # the count of lines dropped arrives before the answer
         self.conn.send({"t": "result", "id": rid, "payload": payload})
 
     def serve(self) -> None:
@@ -381,6 +409,9 @@ def _finish(code: int) -> NoReturn:
             stream.flush()
     with contextlib.suppress(Exception):
         output.release_held()
+    if _worker is not None:
+        with contextlib.suppress(Exception):
+            _worker.report_dropped()
     os._exit(code)
 
 

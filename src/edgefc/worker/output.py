@@ -15,6 +15,8 @@ import time
 import traceback
 from collections.abc import Callable
 
+from edgefc.observe.ratelimit import TokenBucket
+
 Emit = Callable[[str, str, "str | None", str], None]  # (level, stream, request_id, message)
 
 _current = threading.local()
@@ -298,6 +300,39 @@ def _pump(fd: int, emit: Emit, stream: str, level: str) -> None:
             grouper.feed(decoder.decode(chunk))
     grouper.feed(decoder.decode(b"", final=True))
     grouper.flush()
+
+
+# The gateway's default ``logs.rate_limit_lines_per_s``, for a gateway that does not send its own in ``init``.
+DEFAULT_LINES_PER_S = 2000
+
+
+class LogGate:
+    """The function's log budget, kept in the worker: a line over it is dropped before it is framed and sent.
+
+    A flood then costs the gateway no frame to read and decode per dropped line (issue 15's noisy neighbour);
+    the gateway's own per-function limit still applies across instances. How many lines were dropped travels
+    with the next line sent (``dropped`` in its frame), or alone at exit, so ``log_lines_dropped`` counts them.
+    """
+
+    def __init__(self, lines_per_s: float) -> None:
+        self._bucket = TokenBucket(float(lines_per_s), time.monotonic())
+        self._lock = threading.Lock()
+        self._dropped = 0
+
+    def admit(self) -> int | None:
+        """None when the line is over budget (counted); else how many lines were dropped before it (to report)."""
+        with self._lock:
+            if not self._bucket.take(time.monotonic()):
+                self._dropped += 1
+                return None
+            dropped, self._dropped = self._dropped, 0
+            return dropped
+
+    def take_dropped(self) -> int:
+        """Lines dropped and not yet reported, now reported by the caller."""
+        with self._lock:
+            dropped, self._dropped = self._dropped, 0
+            return dropped
 
 
 def format_exception(exc: BaseException, skip: int = 0) -> list[str]:
