@@ -21,6 +21,7 @@ import httpx
 import pytest
 import yaml
 
+from edgefc.api.messages import MAX_BODY_BYTES as MESSAGE_CAP
 from tests.e2e.gateway_harness import GatewayProcess, fn
 
 MAX_BODY = 4096
@@ -215,6 +216,9 @@ CASES = [
          raw("POST", "/v1/functions/base/invoke", content=b"x" * (MAX_BODY + 1))),
     Case("oversized chunked invoke body", 413, "PayloadTooLarge", (str(MAX_BODY),),
          lambda gw: {"method": "POST", "url": "/v1/functions/base/invoke", "content": chunks(4 * MAX_BODY)}),
+    Case("oversized chunked message body", 413, "PayloadTooLarge", (str(MESSAGE_CAP),),
+         lambda gw: {"method": "POST", "url": "/v1/messages", "content": chunks(2 * MESSAGE_CAP),
+                     "headers": {"Content-Type": "application/json"}}),
     Case("bad invocation type", 400, "BadRequest", ("X-Edgefc-Invocation-Type", "later"),
          raw("POST", "/v1/functions/base/invoke", content=b"x", headers={"X-Edgefc-Invocation-Type": "later"})),
     Case("unknown invocation", 404, "NotFound", ("'0123abc'",), raw("GET", "/v1/invocations/0123abc")),

@@ -1,4 +1,5 @@
-"""The API's HTTP protocol closes a connection that never sends a request, and leaves working ones alone."""
+"""The API's HTTP protocol closes a connection that never sends a request, leaves working ones alone, and keeps one
+client from taking every connection."""
 
 from __future__ import annotations
 
@@ -11,11 +12,9 @@ import pytest
 import uvicorn
 from starlette.types import Receive, Scope, Send
 
-from edgefc.gateway.http import IdleClosingProtocol
+from edgefc.gateway.http import protocol
 
-
-class Quick(IdleClosingProtocol):
-    first_bytes_timeout_s = 0.3
+Quick = protocol(per_client=5, first_bytes_timeout_s=0.3)
 
 
 async def hello(scope: Scope, receive: Receive, send: Send) -> None:
@@ -57,3 +56,23 @@ async def test_a_silent_connection_is_closed_and_a_talking_one_is_served(port: i
     assert (await asyncio.wait_for(talking_r.readuntil(b"ok"), 5)).startswith(b"HTTP/1.1 200")
     for w in (silent_w, talking_w):
         w.close()
+
+
+async def test_one_client_gets_429_past_its_share_and_its_connections_come_back(port: int) -> None:
+    held = [await asyncio.open_connection("127.0.0.1", port) for _ in range(5)]
+    refused_r, refused_w = await asyncio.open_connection("127.0.0.1", port)
+    answer = await asyncio.wait_for(refused_r.read(), 5)  # answered and closed
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 429"), answer
+    assert b"at most 5 at once per client" in body and b'"type": "HTTPError"' in body, body
+    refused_w.close()
+    held_r, held_w = held[0]  # the held ones still work
+    held_w.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await asyncio.wait_for(held_r.readuntil(b"ok"), 5)).startswith(b"HTTP/1.1 200")
+    for _, w in held:
+        w.close()
+    await asyncio.sleep(0.2)  # the closed ones are counted out: a new connection is served
+    r, w = await asyncio.open_connection("127.0.0.1", port)
+    w.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert (await asyncio.wait_for(r.readuntil(b"ok"), 5)).startswith(b"HTTP/1.1 200")
+    w.close()

@@ -25,7 +25,7 @@ from edgefc.router.router import Router
 from edgefc.router.topics import validate_topic
 
 MAX_PAYLOAD_BYTES = 256 * 1024  # a message is an event, not a file transfer; Link IoT Edge caps at 128 KiB
-_MAX_BODY_BYTES = MAX_PAYLOAD_BYTES * 4 // 3 + 64 * 1024  # base64 of the largest payload, plus the topic
+MAX_BODY_BYTES = MAX_PAYLOAD_BYTES * 4 // 3 + 64 * 1024  # base64 of the largest payload, plus the topic
 
 router = Routes(tags=["messages"])
 
@@ -62,7 +62,7 @@ async def post_message(request: Request) -> dict[str, str]:
     Raises PayloadTooLarge over the cap, BadRequest for a body that is not JSON, ValidationError for bad
     fields, QueueFull when the durable queue is full.
     """
-    body = await read_body(request, _MAX_BODY_BYTES)
+    body = await read_body(request, MAX_BODY_BYTES)
     try:
         data = MessageIn.model_validate_json(body)
     except pydantic.ValidationError as exc:

@@ -211,6 +211,8 @@ class LimitsConfig(BaseModel):
     max_bundle_files: Annotated[int, Field(ge=1)] = 10000
     # New functions' probes (one worker each) started at once by a deploy: 2 000 at once exhausted the host.
     parallel_starts: Annotated[int, Field(ge=1)] = Field(default_factory=lambda: 4 * (os.cpu_count() or 1))
+    # Open HTTP connections one client address may hold; the next is answered 429 (uvicorn's own cap is 4 096 for all).
+    connections_per_client: Annotated[int, Field(ge=1, le=4096)] = 256
 
 
 class HousekeepingConfig(BaseModel):

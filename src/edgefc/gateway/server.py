@@ -20,7 +20,7 @@ from edgefc.config.gateway import GatewayConfig
 from edgefc.errors import EdgefcError
 from edgefc.gateway.core import Gateway
 from edgefc.gateway.deploy import Limits, bundles_from_disk
-from edgefc.gateway.http import IdleClosingProtocol
+from edgefc.gateway.http import protocol
 from edgefc.sandbox.hostcheck import port_holder
 
 log = logging.getLogger("edgefc.gateway")
@@ -71,7 +71,7 @@ async def _serve(gateway: Gateway, sock: socket.socket, deploy: Path | None) -> 
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
     app = create_server_app(gateway)
     server = _Server(
-        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=IdleClosingProtocol, loop="none",
+        uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", http=protocol(gateway.config.limits.connections_per_client), loop="none",
                        timeout_keep_alive=30, limit_concurrency=4096, proxy_headers=False,
                        # NO_COLOR (https://no-color.org) turns colour off; otherwise uvicorn decides (a terminal).
                        use_colors=False if os.environ.get("NO_COLOR") else None)
