@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEB_PACKAGES := runc containernetworking-plugins iptables mosquitto mosquitto-clients systemd postgresql chromium chromium-driver
+DEB_PACKAGES := runc libseccomp2 containernetworking-plugins iptables mosquitto mosquitto-clients systemd postgresql chromium chromium-driver
 # Node.js functions (docs/nodejs.md): Debian's nodejs and npm only where no node (>= 18) is installed already.
 ifeq ($(shell command -v node 2>/dev/null),)
 DEB_PACKAGES += nodejs npm

@@ -1,5 +1,6 @@
 """Process-isolated functions run confined: their own user, no capabilities, no_new_privs, no inherited fds,
-and no view of the admin token, the data dir, /root or another function's environment (issue 15)."""
+the unprivileged container's system-call filter, and no view of the admin token, the data dir, /root or another
+function's environment (issue 15)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,11 @@ from tests.conftest import need, need_root
 from tests.e2e.gateway_harness import GatewayProcess, fn
 
 PROBE = r"""
-import json, os, signal
+import ctypes, json, os, signal, subprocess, threading
+
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWUSER, CLONE_NEWNS = 0x10000000, 0x00020000
+SYS_KEYCTL = 250  # x86_64
 
 def _try(f):
     try:
@@ -50,7 +55,30 @@ def handler(event, context):
         "signal_other": _try(lambda: os.kill(ask["other_pid"], 0)),
         "tmp_write": _try(lambda: open("/tmp/scratch", "w").write("ok")),
         "import_json_stdlib": __import__("decimal").__name__,
+        "seccomp": [l.split()[1] for l in open("/proc/self/status") if l.startswith("Seccomp:")][0],
+        "unshare_errno": _forked(lambda: libc.unshare(CLONE_NEWUSER | CLONE_NEWNS)),
+        "unshare_cmd": _run(["unshare", "-Ur", "true"]),
+        "keyctl_errno": ctypes.get_errno() if libc.syscall(SYS_KEYCTL, 0, -3, 0) < 0 else 0,
+        "thread": _thread(),
+        "subprocess": _run(["echo", "hi"]),
     }
+
+def _forked(call):  # in a child: a success would change this worker's own namespaces
+    pid = os.fork()
+    if pid == 0:
+        os._exit(ctypes.get_errno() if call() < 0 else 0)
+    return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+
+def _run(argv):
+    done = subprocess.run(argv, capture_output=True, text=True)
+    return [done.returncode, done.stdout + done.stderr]
+
+def _thread():
+    seen = []
+    t = threading.Thread(target=lambda: seen.append(1))
+    t.start()
+    t.join()
+    return seen
 """
 
 SECRET = """
@@ -105,6 +133,13 @@ def test_process_worker_is_confined(gateway: GatewayProcess) -> None:
     assert seen["signal_gateway"][0] == "denied" and seen["signal_other"][0] == "denied"
     assert seen["tmp_write"][0] == "ok"
     assert seen["import_json_stdlib"] == "decimal"
+    # The unprivileged container's system-call filter: no new (user) namespace, no kernel keyring; threads,
+    # fork and exec still work.
+    assert seen["seccomp"] == "2"
+    assert seen["unshare_errno"] == 1, seen  # EPERM
+    assert seen["unshare_cmd"][0] != 0 and "Operation not permitted" in seen["unshare_cmd"][1], seen
+    assert seen["keyctl_errno"] == 1, seen
+    assert seen["thread"] == [1] and seen["subprocess"] == [0, "hi\n"]
     assert not (gateway.data_dir / "owned").exists()
     assert os.path.exists(gateway.data_dir / "admin.token")
 

@@ -25,7 +25,7 @@ from typing import Any
 # Imported here so that a forked worker finds them loaded: this is what makes cold starts cheap.
 import edgefc.sdk  # noqa: F401
 import edgefc.worker.main as worker_main
-from edgefc.sandbox import confine
+from edgefc.sandbox import confine, seccomp
 from edgefc.worker.protocol import encode, recv_frame
 
 PR_SET_PDEATHSIG = 1
@@ -47,7 +47,7 @@ def _private_dirs(req: dict[str, Any]) -> list[str]:
     return [data_dir] if data_dir not in ("/", "") else []
 
 
-def _child(req: dict[str, Any], server_pid: int, confined: bool) -> None:
+def _child(req: dict[str, Any], server_pid: int, confined: bool, syscalls: seccomp.Filter | None) -> None:
     """Runs in the forked child: become the instance, then serve. Never returns."""
     code = 1
     try:
@@ -67,7 +67,7 @@ def _child(req: dict[str, Any], server_pid: int, confined: bool) -> None:
                     f.write(str(os.getpid()))
         if confined:
             confine.confine(uid=confine.WORKER_UID_BASE + os.getpid(), code_dir=req["code_dir"],
-                            socket_path=req["socket"], private=_private_dirs(req))  # fmt: skip
+                            socket_path=req["socket"], private=_private_dirs(req), syscalls=syscalls)  # fmt: skip
             die_with_parent()  # a change of user clears the parent-death signal
             if os.getppid() != server_pid:
                 os._exit(1)
@@ -124,6 +124,12 @@ def serve(ctrl: socket.socket) -> None:
     if not confined:
         os.write(2, f"edgefc fork server: workers are NOT confined: {why}\n".encode())
     confine.python_paths()  # computed once here, inherited by every fork
+    syscalls = None
+    if confined:
+        try:  # compiled once here; each fork only installs it
+            syscalls = confine.syscall_filter()
+        except OSError as exc:
+            os.write(2, f"edgefc fork server: workers get NO system-call filter: {exc.strerror or exc}\n".encode())
     while True:
         for key, _ in sel.select():
             if key.data == "sig":
@@ -151,7 +157,7 @@ def serve(ctrl: socket.socket) -> None:
                 ctrl.sendall(encode({"t": "spawn_error", "req": req["req"], "message": str(exc)}))
                 continue
             if pid == 0:
-                _child(req, me, confined)
+                _child(req, me, confined, syscalls)
             ctrl.sendall(encode({"t": "spawned", "req": req["req"], "pid": pid}))
         _reap(ctrl)
 

@@ -10,7 +10,8 @@ falls back to ``clone``, whose flags a classic filter can inspect. A privileged 
 
 from __future__ import annotations
 
-import platform
+import ctypes
+import os
 from typing import Any
 
 # Grouped by kind for review; the set is what counts.
@@ -81,7 +82,7 @@ def _arg(index: int, value: int, op: str) -> dict[str, Any]:
 
 def default_profile(machine: str | None = None) -> dict[str, Any]:
     """The OCI ``linux.seccomp`` section for an unprivileged container on ``machine`` (default: this host)."""
-    arches, extra = _ARCHES.get(machine or platform.machine(), ([], []))
+    arches, extra = _ARCHES.get(machine or os.uname().machine, ([], []))
     syscalls: list[dict[str, Any]] = [
         {"names": sorted({*_ALLOWED, *extra}), "action": "SCMP_ACT_ALLOW"},
         {"names": ["socket"], "action": "SCMP_ACT_ALLOW", "args": [_arg(0, AF_VSOCK, "SCMP_CMP_NE")]},
@@ -100,3 +101,102 @@ def default_profile(machine: str | None = None) -> dict[str, Any]:
         "architectures": arches,
         "syscalls": syscalls,
     }
+
+
+# ---- the same policy for a process worker, compiled by libseccomp (what runc uses) and loaded with prctl ----
+
+# libseccomp's actions and comparison operators (seccomp.h).
+_ACT_ALLOW = 0x7FFF0000
+_ACT_ERRNO = 0x00050000
+_CMP = {"SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4, "SCMP_CMP_GE": 5,
+        "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7}  # fmt: skip
+_NR_ERROR = -1  # __NR_SCMP_ERROR: a name libseccomp does not know
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+
+
+class _ArgCmp(ctypes.Structure):
+    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64),
+                ("datum_b", ctypes.c_uint64)]  # fmt: skip
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def _action(rule: dict[str, Any], errno_default: int) -> int:
+    if rule["action"] == "SCMP_ACT_ALLOW":
+        return _ACT_ALLOW
+    if rule["action"] == "SCMP_ACT_ERRNO":
+        return _ACT_ERRNO | (int(rule.get("errnoRet", errno_default)) & 0xFFFF)
+    raise ValueError(f"seccomp action {rule['action']!r} is not supported here")
+
+
+def compile_filter(profile: dict[str, Any]) -> bytes:
+    """The classic BPF program of an OCI ``linux.seccomp`` section, for this process's architecture.
+
+    Compiled once (by the fork server) with libseccomp, the library runc uses; :func:`load_filter` installs it.
+    Raises OSError when libseccomp is missing or refuses the profile."""
+    try:
+        lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
+    except OSError as exc:
+        raise OSError(0, f"libseccomp is not installed ({exc})") from None
+    lib.seccomp_init.restype = ctypes.c_void_p
+    lib.seccomp_init.argtypes = [ctypes.c_uint32]
+    lib.seccomp_release.argtypes = [ctypes.c_void_p]
+    lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
+    lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
+    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
+    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint,
+                                           ctypes.POINTER(_ArgCmp)]  # fmt: skip
+    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
+
+    errno_default = int(profile.get("defaultErrnoRet", 1))
+    ctx = lib.seccomp_init(_action({"action": profile["defaultAction"]}, errno_default))
+    if not ctx:
+        raise OSError(0, "libseccomp could not start a filter")
+    try:
+        for arch in profile.get("architectures", []):
+            token = lib.seccomp_arch_resolve_name(arch.removeprefix("SCMP_ARCH_").lower().encode())
+            if token and lib.seccomp_arch_add(ctx, token) not in (0, -17):  # -EEXIST: the native one
+                raise OSError(0, f"libseccomp refused architecture {arch}")
+        for rule in profile["syscalls"]:
+            action = _action(rule, errno_default)
+            args = rule.get("args") or []
+            array = (_ArgCmp * max(len(args), 1))(
+                *(_ArgCmp(a["index"], _CMP[a["op"]], a["value"], a.get("valueTwo", 0)) for a in args)
+            )
+            for name in rule["names"]:
+                nr = lib.seccomp_syscall_resolve_name(name.encode())
+                if nr == _NR_ERROR:
+                    continue  # not a system call of this libseccomp's architectures
+                if (result := lib.seccomp_rule_add_array(ctx, action, nr, len(args), array)) != 0:
+                    raise OSError(-result, f"libseccomp refused the rule for {name}: {os.strerror(-result)}")
+        fd = os.memfd_create("edgefc-seccomp")
+        try:
+            if (result := lib.seccomp_export_bpf(ctx, fd)) != 0:
+                raise OSError(-result, f"libseccomp could not export the filter: {os.strerror(-result)}")
+            os.lseek(fd, 0, os.SEEK_SET)
+            chunks = []
+            while chunk := os.read(fd, 1 << 16):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+    finally:
+        lib.seccomp_release(ctx)
+
+
+class Filter:
+    """A program from :func:`compile_filter`, ready to install: built before a fork, the child only calls prctl."""
+
+    def __init__(self, program: bytes) -> None:
+        self._buf = ctypes.create_string_buffer(program, len(program))
+        self._prog = _SockFprog(len(program) // 8, ctypes.addressof(self._buf))
+        self._libc = ctypes.CDLL(None, use_errno=True)
+
+    def install(self) -> None:
+        """Filter this thread's system calls from now on (needs ``no_new_privs`` or CAP_SYS_ADMIN). Raises OSError."""
+        if self._libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(self._prog), 0, 0) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"installing the seccomp filter: {os.strerror(err)}")
