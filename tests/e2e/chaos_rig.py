@@ -256,6 +256,9 @@ class Ledger:
     # Readings missing on every path whose PUBACK came just before a kill -9 of the managed Mosquitto: what
     # Mosquitto acknowledged before its save (docs/routing.md), never seen by the gateway.
     lost_at_broker_kill: list[str] = field(default_factory=list)
+    seed: int = 0  # EDGEFC_CHAOS_SEED=<seed> replays the same kill schedule
+    # For each lost reading: when its PUBACK came relative to the kills around it ("gateway-0.31": 0.31 s before).
+    lost_timing: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def lost_total(self) -> int:
@@ -278,6 +281,8 @@ class Ledger:
             "lost": {path: len(readings) for path, readings in self.lost.items()},
             "lost_at_broker_kill": len(self.lost_at_broker_kill),
             "lost_examples": {path: readings[:5] for path, readings in self.lost.items() if readings},
+            "lost_timing": dict(list(self.lost_timing.items())[:5]),
+            "seed": self.seed,
             "duplicates_fraction": round(self.duplicates_fraction, 5),
         }
 
@@ -288,6 +293,7 @@ class ChaosRig:
     def __init__(self, tmp: Path, mosquitto: str, *, seed: int | None = None,
                  persistence: str | None = None) -> None:  # fmt: skip
         self.tmp = tmp
+        seed = seed if seed is not None else random.randrange(1, 2**31)
         self.rng = random.Random(seed)
         self.mqtt_port = free_port()
         self.cloud = CloudBroker(tmp / "cloud", mosquitto)
@@ -301,7 +307,8 @@ class ChaosRig:
         self.device: Device | None = None
         self.local_sub: Subscriber | None = None
         self.cloud_sub: Subscriber | None = None
-        self.ledger = Ledger()
+        self.ledger = Ledger(seed=seed)
+        self.kill_log: list[tuple[float, str]] = []  # (monotonic, what) of every kill
         self.broker_kills: list[float] = []  # when the managed Mosquitto was SIGKILLed (monotonic)
 
     def start(self) -> None:
@@ -343,6 +350,7 @@ class ChaosRig:
 
     def kill(self, what: str) -> bool:
         """SIGKILL one part; returns False when there was nothing to kill (e.g. no worker yet)."""
+        self.kill_log.append((time.monotonic(), what))
         if what == "gateway":
             broker = [p for p in self._children() if p.name() == "mosquitto"]
             self.gateway.sigkill()
@@ -368,6 +376,14 @@ class ChaosRig:
             raise ValueError(what)
         self.ledger.kills[what] += 1
         return True
+
+    def _timing(self, reading: str) -> list[str]:
+        """The kills within 2 s of ``reading``'s PUBACK, as what±seconds (negative: the kill came before it)."""
+        assert self.device is not None
+        at = self.device.acked_at.get(reading)
+        if at is None:
+            return ["no PUBACK time"]
+        return [f"{what}{when - at:+.3f}" for when, what in self.kill_log if abs(when - at) < 2.0]
 
     def run(self, seconds: float, *, kinds: tuple[str, ...] = KILLS, rate: float = 500.0,
             gap: tuple[float, float] = (0.5, 2.5)) -> None:  # fmt: skip
@@ -448,6 +464,7 @@ class ChaosRig:
                     ledger.dead_letter_reasons[dead[(path, reading)][:80]] += 1
                 else:
                     ledger.lost[path].append(reading)
+                    ledger.lost_timing.setdefault(reading, self._timing(reading))
         return ledger
 
     def close(self) -> None:
