@@ -105,12 +105,11 @@ def _state(gw: BenchGateway, invocation: str) -> str:
 
 
 def _idle_connections(gw: BenchGateway, count: int) -> list[socket.socket]:
+    """``count`` connections that never send a request, from another client address than the victim's (the
+    gateway keeps each client address to ``limits.connections_per_client``: past it, this client's are refused)."""
     host, port = gw.url.removeprefix("http://").rsplit(":", 1)
-    held = []
-    for _ in range(count):
-        s = socket.create_connection((host, int(port)))
-        held.append(s)
-    return held
+    source = ("127.0.0.2", 0) if host == "127.0.0.1" else None
+    return [socket.create_connection((host, int(port)), source_address=source) for _ in range(count)]
 
 
 def run() -> dict[str, dict[str, Any]]:

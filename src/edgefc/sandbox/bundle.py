@@ -22,6 +22,7 @@ import edgefc
 from edgefc import node as nodejs
 from edgefc.errors import ValidationError
 from edgefc.sandbox.base import InstanceSpec
+from edgefc.sandbox.cgroups import CPU_PERIOD_US
 from edgefc.sandbox.seccomp import default_profile
 
 WORKER_SOCKET = "/run/edgefc/worker.sock"
@@ -29,7 +30,6 @@ CODE_DIR = "/code"
 NOBODY = 65534
 PIDS_LIMIT = 512
 TMP_SIZE = "64m"
-CPU_PERIOD_US = 100_000
 
 # Docker's default capability set: the bounding set of an unprivileged container.
 DEFAULT_CAPS = (
