@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -174,3 +175,54 @@ def test_process_worker_gets_its_cpu_quota(gateway: GatewayProcess) -> None:
     for base in (tree.base, tree.cpu_base):
         if base is not None and base.is_dir():
             assert not [p for p in base.iterdir() if p.is_dir()], list(base.iterdir())
+
+
+SCAN = r"""
+import ctypes, re
+
+MARK = re.compile(rb"zq[0-9]{12}zq")
+PR_SET_DUMPABLE = 4
+
+def handler(event, context):
+    ctypes.CDLL(None).prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)  # its own /proc files become readable again: any code can
+    found = set(m.decode() for m in MARK.findall(open("/proc/self/environ", "rb").read()))
+    with open("/proc/self/maps") as maps, open("/proc/self/mem", "rb", buffering=0) as mem:
+        for line in maps:
+            fields = line.split()
+            if not fields[1].startswith("rw") or (len(fields) > 5 and not fields[5].startswith("[")):
+                continue  # writable anonymous memory, heap and stack: where a parent's data would linger
+            start, end = (int(x, 16) for x in fields[0].split("-"))
+            try:
+                mem.seek(start)
+                found.update(m.decode() for m in MARK.findall(mem.read(end - start)))
+            except (OSError, OverflowError, ValueError):
+                pass
+    return sorted(found)
+"""
+
+
+def test_a_worker_finds_no_other_functions_secret_nor_the_gateways_environment(tmp_path: Path) -> None:
+    """The fork server sees every function's environment and key: it zeroes them once it has forked, and it runs
+    with an environment of its own, so a worker (a fork of it) finds neither in its memory nor in /proc/self/environ."""
+    need_root()
+    rng = random.Random()
+    gateway_mark, other_mark, own_mark = (f"zq{rng.randrange(10**11, 10**12)}zq" for _ in range(3))
+    gw = GatewayProcess(
+        tmp_path / "data", isolation="process",
+        env={"EDGEFC_UNCONFINED_WORKERS": "0", "EDGEFC_TEST_MARK": gateway_mark},
+    ).start()  # fmt: skip
+    try:
+        gw.deploy(
+            {"functions": [fn("other", isolation="process", mode="continuous", env={"SECRET": other_mark}),
+                           fn("scan", isolation="process", mode="on_demand", memory_mb=256, env={"OWN": own_mark})]},
+            {"other": SECRET, "scan": SCAN},
+        )  # fmt: skip
+        gw.wait_for(lambda: [i for i in gw.status("other")["instances"] if i.get("pid")], what="other's worker")
+        assert gw.invoke("other").text == other_mark  # its worker has it
+        response = gw.invoke("scan")
+        assert response.status_code == 200, response.text
+        found = response.json()
+        assert own_mark in found, found  # the scan sees what is there
+        assert other_mark not in found and gateway_mark not in found, found
+    finally:
+        gw.stop()

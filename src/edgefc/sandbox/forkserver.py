@@ -3,7 +3,9 @@
 A fork costs ~2 ms where a fresh interpreter costs ~50 ms. The gateway talks to it over a socket pair with
 the frames of :mod:`edgefc.worker.protocol`:
 
-- gateway → server: ``spawn`` {req, instance, key, socket, code_dir, env, cgroup_procs, cgroup_procs_extra?, private?}
+- gateway → server: ``spawn`` {req, instance, socket, code_dir, cgroup_procs, cgroup_procs_extra?, private?, exec?},
+  then at once its secret part: a length-prefixed msgpack map {env, key} that the server keeps in one buffer and
+  zeroes once it has forked (a worker is a fork of this process: it must not find earlier functions' secrets)
 - server → gateway: ``spawned`` {req, pid} | ``spawn_error`` {req, message} | ``exit`` {pid, status}
 
 The server is the parent of every worker, reaps them and reports each exit. It dies with the gateway
@@ -23,10 +25,12 @@ import sys
 from typing import Any
 
 # Imported here so that a forked worker finds them loaded: this is what makes cold starts cheap.
+import msgpack
+
 import edgefc.sdk  # noqa: F401
 import edgefc.worker.main as worker_main
 from edgefc.sandbox import confine, seccomp
-from edgefc.worker.protocol import encode, recv_frame
+from edgefc.worker.protocol import HEADER, MAX_FRAME, ProtocolError, encode, recv_frame
 
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -47,10 +51,41 @@ def _private_dirs(req: dict[str, Any]) -> list[str]:
     return [data_dir] if data_dir not in ("/", "") else []
 
 
-def _child(req: dict[str, Any], server_pid: int, confined: bool, syscalls: seccomp.Filter | None) -> None:
+def _recv_secret(ctrl: socket.socket) -> bytearray:
+    """The secret part of a spawn request (its ``env`` and ``key``, msgpack), read straight into a buffer of its
+    own, with no copy elsewhere in this process: :func:`_wipe` zeroes it once the child is forked, so a later
+    worker, which is a fork of this process, finds no earlier function's environment or key in its memory."""
+    header = bytearray(HEADER.size)
+    _recv_into(ctrl, header)
+    (length,) = HEADER.unpack(header)
+    if length > MAX_FRAME:
+        raise ProtocolError(f"secret of {length} bytes exceeds {MAX_FRAME}")
+    secret = bytearray(length)
+    _recv_into(ctrl, secret)
+    return secret
+
+
+def _recv_into(sock: socket.socket, buf: bytearray) -> None:
+    view = memoryview(buf)
+    while view:
+        n = sock.recv_into(view)
+        if not n:
+            raise EOFError("peer closed the connection")
+        view = view[n:]
+
+
+def _wipe(secret: bytearray) -> None:
+    secret[:] = bytes(len(secret))
+
+
+def _child(req: dict[str, Any], secret: bytearray, server_pid: int, confined: bool,
+           syscalls: seccomp.Filter | None) -> None:  # fmt: skip
     """Runs in the forked child: become the instance, then serve. Never returns."""
     code = 1
     try:
+        private = msgpack.unpackb(secret, raw=False)
+        _wipe(secret)
+        req = {**req, "env": private["env"], "key": private["key"]}
         os.setsid()
         die_with_parent()
         if os.getppid() != server_pid:
@@ -141,7 +176,8 @@ def serve(ctrl: socket.socket) -> None:
                 continue
             try:
                 req = recv_frame(ctrl)
-            except (EOFError, OSError):
+                secret = _recv_secret(ctrl) if req.get("t") == "spawn" else bytearray()
+            except (EOFError, OSError, ProtocolError):
                 _kill_all_children()
                 return
             if req.get("t") != "spawn":
@@ -156,8 +192,11 @@ def serve(ctrl: socket.socket) -> None:
             except OSError as exc:
                 ctrl.sendall(encode({"t": "spawn_error", "req": req["req"], "message": str(exc)}))
                 continue
+            finally:
+                if os.getpid() == me:
+                    _wipe(secret)
             if pid == 0:
-                _child(req, me, confined, syscalls)
+                _child(req, secret, me, confined, syscalls)
             ctrl.sendall(encode({"t": "spawned", "req": req["req"], "pid": pid}))
         _reap(ctrl)
 

@@ -22,12 +22,22 @@ from edgefc import node as nodejs
 from edgefc.errors import SandboxError
 from edgefc.sandbox.base import ExitStatus, Instance, InstanceSpec, Sandbox, stop_then_kill
 from edgefc.sandbox.cgroups import CgroupTree, MemoryCgroup
+from edgefc.sandbox.confine import UNCONFINED_ENV
 from edgefc.tasks import TaskGroup
 from edgefc.worker.protocol import encode, read_frame
 
 log = logging.getLogger("edgefc.sandbox")
 
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": "/tmp", "PYTHONUNBUFFERED": "1"}
+
+
+def _forkserver_env() -> dict[str, str]:
+    """The fork server's own environment: the gateway's would stay readable in every worker's
+    ``/proc/self/environ`` (a fork keeps the environment block), so only what the server itself reads goes."""
+    env = {**BASE_ENV, **{k: v for k, v in os.environ.items() if k in ("LANG", "LC_ALL", "TZ")}}
+    if UNCONFINED_ENV in os.environ:
+        env[UNCONFINED_ENV] = os.environ[UNCONFINED_ENV]
+    return env
 
 
 def _signal_worker(pid: int, signum: int) -> None:
@@ -186,6 +196,7 @@ class ProcessSandbox(Sandbox):
         self._server = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-m", "edgefc.sandbox.forkserver", str(theirs.fileno()),
             pass_fds=[theirs.fileno()], stdin=asyncio.subprocess.DEVNULL, start_new_session=True,
+            env=_forkserver_env(),
         )  # fmt: skip
         theirs.close()
         reader, self._writer = await asyncio.open_unix_connection(sock=ours)
@@ -272,21 +283,24 @@ class ProcessSandbox(Sandbox):
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending[req] = fut
         request: dict[str, Any] = {
-            "t": "spawn", "req": req, "instance": spec.instance_id, "key": spec.key,
+            "t": "spawn", "req": req, "instance": spec.instance_id,
             "socket": str(spec.socket_path), "code_dir": str(spec.code_dir),
-            "env": {**BASE_ENV, **spec.env},
             "cgroup_procs": str(cgroup.procs_file) if cgroup else None,
             "cgroup_procs_extra": [str(p) for p in cgroup.extra_procs_files] if cgroup else [],
         }  # fmt: skip
+        # The environment and the worker key follow as a part of their own, which the fork server zeroes once
+        # it has forked (forkserver._recv_secret): no later worker finds them in its memory.
+        secret: dict[str, Any] = {"env": {**BASE_ENV, **spec.env}, "key": spec.key}
         if nodejs.is_node(spec.runtime):
             # The fork server's child sets the instance up as for Python, then execs the Node.js worker.
             try:
-                request.update(exec=nodejs.worker_argv(spec.memory_mb), env=nodejs.worker_env(request["env"]))
+                request["exec"] = nodejs.worker_argv(spec.memory_mb)
+                secret["env"] = nodejs.worker_env(secret["env"])
             except FileNotFoundError as exc:
                 if cgroup is not None:
                     await asyncio.to_thread(cgroup.destroy)
                 raise SandboxError(str(exc)) from None
-        self._writer.write(encode(request))
+        self._writer.write(encode(request) + encode(secret))
         try:
             pid = await fut
         except asyncio.CancelledError:
