@@ -263,7 +263,9 @@ def test_keyboard_only_use_and_a_prompt_shutdown_with_live_pages_open(own_cloud:
     made = web.cloud.api("POST", "/v1/instances", 201, json={"name": "kb"})
     page = web.page
     page.goto("/login")
-    page.keyboard.type(web.cloud.token)  # the token field has the focus
+    # The token field takes the focus by itself (autofocus), once the page is in: no click, only the keyboard.
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'token'")
+    page.keyboard.type(web.cloud.token)
     page.keyboard.press("Enter")
     page.wait_for_url("**/console/instances")
     focused = []
