@@ -9,7 +9,7 @@ duplicated, dead-lettered (with the reason) or lost; lost must be 0.
 A kill -9 of the managed Mosquitto can lose what it acknowledged in the instant before its save (it sends the
 PUBACK first: docs/routing.md); the ledger counts such readings apart, as ``lost_at_broker_kill``, only when a
 reading is missing on *every* path (it never reached the gateway) and its PUBACK came within the last moment
-before that kill. Anything else missing is ``lost``.
+before that kill (as the device recorded it: up to 50 ms late). Anything else missing is ``lost``.
 """
 
 from __future__ import annotations
