@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -143,3 +146,16 @@ class GatewayProcess:
 def fn(name: str, **settings: Any) -> dict[str, Any]:
     """A manifest entry for function ``name`` with its code in ./name and handler index.handler."""
     return {"name": name, "code": f"./{name}", "handler": "index.handler", **settings}
+
+
+def zip_of(files: dict[str, str | bytes], *, links: dict[str, str] | None = None) -> bytes:
+    """A code bundle of ``files`` (name → content), plus symbolic links (name → target) when given."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+        for name, target in (links or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (stat.S_IFLNK | 0o777) << 16
+            z.writestr(info, target)
+    return buffer.getvalue()

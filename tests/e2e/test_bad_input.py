@@ -7,11 +7,8 @@ compared.
 
 from __future__ import annotations
 
-import io
 import random
-import stat
 import struct
-import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +19,7 @@ import pytest
 import yaml
 
 from edgefc.api.messages import MAX_BODY_BYTES as MESSAGE_CAP
-from tests.e2e.gateway_harness import GatewayProcess, fn
+from tests.e2e.gateway_harness import GatewayProcess, fn, zip_of
 
 MAX_BODY = 4096
 MAX_BUNDLE = 2048
@@ -30,18 +27,6 @@ MAX_FILES = 5
 CONFIG = {"limits": {"max_body_bytes": MAX_BODY, "max_bundle_bytes": MAX_BUNDLE, "max_bundle_files": MAX_FILES}}
 
 SOURCE = "def init(context):\n    pass\n\ndef handler(event, context):\n    return 'ok'\n"
-
-
-def zip_of(files: dict[str, str | bytes], *, links: dict[str, str] | None = None) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as z:
-        for name, data in files.items():
-            z.writestr(name, data)
-        for name, target in (links or {}).items():
-            info = zipfile.ZipInfo(name)
-            info.external_attr = (stat.S_IFLNK | 0o777) << 16
-            z.writestr(info, target)
-    return buffer.getvalue()
 
 
 def forged_zip() -> bytes:

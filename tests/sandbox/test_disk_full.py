@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import io
 import os
 import subprocess
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import yaml
 
 from edgefc.sandbox.cgroups import CgroupTree
 from tests.conftest import need, need_root
-from tests.e2e.gateway_harness import GatewayProcess, fn
+from tests.e2e.gateway_harness import GatewayProcess, fn, zip_of
 
 HELLO = "def handler(event, context):\n    return 'hi'\n"
 SLOW = "import time\n\ndef handler(event, context):\n    time.sleep(30)\n"
@@ -80,14 +78,6 @@ def test_cold_start_on_a_full_disk_leaks_nothing(tmp_path: Path) -> None:
                 os.unlink(disk / "filler")
 
 
-def _zip(files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, text in files.items():
-            z.writestr(name, text)
-    return buf.getvalue()
-
-
 def _clean_507(response: httpx.Response, what: str, data_dir: Path) -> None:
     """A 507 in the API's error shape naming ``what``, with no path of the gateway's in it."""
     assert response.status_code == 507, response.text
@@ -118,9 +108,9 @@ def test_writes_on_a_full_disk_answer_507_and_change_nothing(tmp_path: Path) -> 
                                        "routes": routes}).encode()  # fmt: skip
             files = [
                 ("manifest", ("deployment.yaml", manifest, "application/yaml")),
-                ("hello", ("hello.zip", _zip({"index.py": HELLO}), "application/zip")),
-                ("sink", ("sink.zip", _zip({"index.py": SLOW}), "application/zip")),
-                ("other", ("other.zip", _zip({"index.py": HELLO, "blob.txt": blob}), "application/zip")),
+                ("hello", ("hello.zip", zip_of({"index.py": HELLO}), "application/zip")),
+                ("sink", ("sink.zip", zip_of({"index.py": SLOW}), "application/zip")),
+                ("other", ("other.zip", zip_of({"index.py": HELLO, "blob.txt": blob}), "application/zip")),
             ]
             response = gw.client.put("/v1/deployment", files=files, timeout=60)
             _clean_507(response, "deployment", gw.data_dir)

@@ -5,10 +5,8 @@ anonymous broker on every interface)."""
 
 from __future__ import annotations
 
-import io
 import subprocess
 import time
-import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.e2e.gateway_harness import EDGEFC, GatewayProcess, fn
+from tests.e2e.gateway_harness import EDGEFC, GatewayProcess, fn, zip_of
 
 HELLO = "def handler(event, context):\n    return 'hi'\n"
 
@@ -27,14 +25,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess
     gw.deploy({"functions": [fn("hello")]}, {"hello": HELLO})
     yield gw
     gw.stop()
-
-
-def _zip(files: dict[str, str]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as z:
-        for name, text in files.items():
-            z.writestr(name, text)
-    return buf.getvalue()
 
 
 def _put(gw: GatewayProcess, manifest: str, bundles: dict[str, bytes] | None = None) -> httpx.Response:
@@ -70,7 +60,7 @@ def test_deep_nesting_is_a_clean_4xx(gateway: GatewayProcess) -> None:
         + "]" * 900
         + "\n"
     )
-    response = _put(gateway, manifest, {"deep": _zip({"index.py": HELLO})})
+    response = _put(gateway, manifest, {"deep": zip_of({"index.py": HELLO})})
     assert response.status_code in (400, 422), response.text
     assert "nested deeper" in response.text
     _unchanged(gateway)
@@ -86,7 +76,7 @@ def test_too_many_functions_are_refused(gateway: GatewayProcess) -> None:
 
 def test_nul_in_an_env_value_is_refused(gateway: GatewayProcess) -> None:
     manifest = yaml.safe_dump({"functions": [fn("nul", env={"TOKEN": "abc\x00def"})]})
-    response = _put(gateway, manifest, {"nul": _zip({"index.py": HELLO})})
+    response = _put(gateway, manifest, {"nul": zip_of({"index.py": HELLO})})
     assert response.status_code in (400, 422), response.text
     assert "functions[0].env.TOKEN" in response.text and "NUL" in response.text
     _unchanged(gateway)
@@ -94,7 +84,7 @@ def test_nul_in_an_env_value_is_refused(gateway: GatewayProcess) -> None:
 
 def test_a_long_bundle_file_name_is_a_clean_400(gateway: GatewayProcess) -> None:
     manifest = yaml.safe_dump({"functions": [fn("long")]})
-    response = _put(gateway, manifest, {"long": _zip({"index.py": HELLO, "x" * 300 + ".py": "pass\n"})})
+    response = _put(gateway, manifest, {"long": zip_of({"index.py": HELLO, "x" * 300 + ".py": "pass\n"})})
     assert response.status_code in (400, 422), response.text
     assert "too long" in response.text and "(long)" in response.text
     assert ".tmp-" not in response.text and str(gateway.data_dir) not in response.text
@@ -141,7 +131,7 @@ def test_an_empty_admin_token_is_refused_at_start(tmp_path: Path) -> None:
 
 def test_a_zip_needing_an_unknown_version_is_a_clean_4xx(gateway: GatewayProcess) -> None:
     # Found by tests/fuzz: zipfile raises NotImplementedError for "version needed to extract" 6.4.
-    data = bytearray(_zip({"index.py": HELLO}))
+    data = bytearray(zip_of({"index.py": HELLO}))
     at = data.find(b"PK\x01\x02")
     data[at + 6 : at + 8] = (64).to_bytes(2, "little")
     response = _put(gateway, yaml.safe_dump({"functions": [fn("zipv")]}), {"zipv": bytes(data)})
