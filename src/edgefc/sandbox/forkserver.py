@@ -30,7 +30,7 @@ import msgpack
 import edgefc.sdk  # noqa: F401
 import edgefc.worker.main as worker_main
 from edgefc.sandbox import confine, seccomp
-from edgefc.worker.protocol import HEADER, MAX_FRAME, ProtocolError, encode, recv_frame
+from edgefc.worker.protocol import HEADER, MAX_FRAME, ProtocolError, encode, recv_frame, recv_into
 
 PR_SET_PDEATHSIG = 1
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -56,22 +56,13 @@ def _recv_secret(ctrl: socket.socket) -> bytearray:
     own, with no copy elsewhere in this process: :func:`_wipe` zeroes it once the child is forked, so a later
     worker, which is a fork of this process, finds no earlier function's environment or key in its memory."""
     header = bytearray(HEADER.size)
-    _recv_into(ctrl, header)
+    recv_into(ctrl, header)
     (length,) = HEADER.unpack(header)
     if length > MAX_FRAME:
         raise ProtocolError(f"secret of {length} bytes exceeds {MAX_FRAME}")
     secret = bytearray(length)
-    _recv_into(ctrl, secret)
+    recv_into(ctrl, secret)
     return secret
-
-
-def _recv_into(sock: socket.socket, buf: bytearray) -> None:
-    view = memoryview(buf)
-    while view:
-        n = sock.recv_into(view)
-        if not n:
-            raise EOFError("peer closed the connection")
-        view = view[n:]
 
 
 def _wipe(secret: bytearray) -> None:

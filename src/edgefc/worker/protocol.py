@@ -101,13 +101,19 @@ class FrameReader:
         return self._ready.pop()
 
 
-def recv_exact(sock: socket.socket, n: int) -> bytes:
-    buf = bytearray()
-    while len(buf) < n:
-        chunk = sock.recv(n - len(buf))
-        if not chunk:
+def recv_into(sock: socket.socket, buf: bytearray) -> None:
+    """Fill ``buf`` from a blocking socket, with no intermediate copy. Raises EOFError if the peer closes first."""
+    view = memoryview(buf)
+    while view:
+        n = sock.recv_into(view)
+        if not n:
             raise EOFError("peer closed the connection")
-        buf += chunk
+        view = view[n:]
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray(n)
+    recv_into(sock, buf)
     return bytes(buf)
 
 
