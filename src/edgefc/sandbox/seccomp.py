@@ -134,7 +134,7 @@ def _action(rule: dict[str, Any], errno_default: int) -> int:
 def compile_filter(profile: dict[str, Any]) -> bytes:
     """The classic BPF program of an OCI ``linux.seccomp`` section, for this process's architecture.
 
-    Compiled once (by the fork server) with libseccomp, the library runc uses; :func:`load_filter` installs it.
+    Compiled once (by the fork server) with libseccomp, the library runc uses; :class:`Filter` installs it.
     Raises OSError when libseccomp is missing or refuses the profile."""
     try:
         lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
