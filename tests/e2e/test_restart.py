@@ -98,7 +98,8 @@ def test_async_invocation_accepted_before_a_sigkill_finishes_after_the_restart(t
         assert [r.status_code for r in accepted] == [202] * 2
         ids = [r.json()["invocation_id"] for r in accepted]
         gw.wait_for(lambda: invocation(gw, ids[0])["state"] == "running", what="first invocation running")
-        killed_pids = instance_pids(gw, "slow")
+        # "running" is written once the event is taken from the store, which can be before its cold start is done.
+        killed_pids = gw.wait_for(lambda: {p for p in instance_pids(gw, "slow") if p} or None, what="its instance's pid")
         assert killed_pids
         gw.sigkill()  # mid-event: the first is running, the second waits behind it
     finally:
